@@ -1,0 +1,174 @@
+"""`ablate`: inspect and maintain the pipeline. Building is the engines' job:
+`snakemake --cores 2` or `dvc repro` (see README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from pipeline import dvcgen, status
+from pipeline import plan as plan_mod
+from pipeline.codehash import ROOT
+from pipeline.params import ParamsError
+from pipeline.store import Store, read_meta
+from stages import RECIPES
+
+CONFIGS = ROOT / "configs"
+
+
+def _plan(args) -> plan_mod.Plan:
+    return plan_mod.build(args.params, RECIPES, only=[args.study] if getattr(args, "study", None) else None)
+
+
+def cmd_status(args) -> int:
+    plan = _plan(args)
+    states = status.collect(plan, Store(), args.study)
+    if args.json:
+        print(json.dumps([{"node": s.node.label, "state": s.state, "detail": s.detail,
+                           "fingerprint": s.node.fingerprint, "cells": list(s.node.cells)} for s in states], indent=1))
+    else:
+        print(status.render(plan, states))
+    return 0
+
+
+def cmd_plan(args) -> int:
+    plan = _plan(args)
+    for node in plan.nodes.values():
+        print(f"{node.fingerprint[:12]}  {node.label}  ({len(node.cells)} cells)  → {node.workspace()}")
+    print(f"{len(plan.nodes)} nodes, {sum(len(s.cells) for s in plan.studies.values())} cells")
+    return 0
+
+
+def cmd_why(args) -> int:
+    """Which fingerprint parts differ between the workspace artifact and the plan."""
+    study, stage, slug = args.node.split("/")
+    node = _plan(argparse.Namespace(params=args.params, study=study)).node(study, stage, slug)
+    old = (read_meta(node.workspace()) or {}).get("parts")
+    if old is None:
+        print(f"{node.label}: never built here")
+        return 0
+    changed = [k for k in sorted(set(old) | set(node.parts)) if old.get(k) != node.parts.get(k)]
+    if not changed:
+        print(f"{node.label}: up to date")
+    for key in changed:
+        a, b = old.get(key) or {}, node.parts.get(key) or {}
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                if a.get(k) != b.get(k):
+                    print(f"{key}.{k}: {a.get(k)!r} → {b.get(k)!r}")
+        else:
+            print(f"{key}: {a!r} → {b!r}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    plan = _plan(args)
+    print(f"{args.params}: valid ({len(plan.nodes)} nodes)")
+    if Path(args.params).resolve() == (ROOT / "params.yaml").resolve() and not dvcgen.is_current(plan, ROOT / "dvc.yaml"):
+        print("dvc.yaml no longer matches the studies' structure: run `ablate dvc-yaml --write`")
+        return 1
+    return 0
+
+
+def cmd_use(args) -> int:
+    source = CONFIGS / f"{args.name}.yaml"
+    if not source.exists():
+        names = ", ".join(p.stem for p in sorted(CONFIGS.glob("*.yaml")))
+        raise ParamsError(str(source), f"no such config; available: {names}")
+    plan_mod.build(source, RECIPES)  # validate before touching params.yaml
+    target = ROOT / "params.yaml"
+    shutil.copy2(target, target.with_suffix(".yaml.bak"))
+    shutil.copy2(source, target)
+    print(f"params.yaml ← {source.relative_to(ROOT)} (previous saved as params.yaml.bak)")
+    plan = _plan(args)
+    if not dvcgen.is_current(plan, ROOT / "dvc.yaml"):
+        (ROOT / "dvc.yaml").write_text(dvcgen.render(plan))
+        print("dvc.yaml regenerated for the new structure")
+    return 0
+
+
+def cmd_fingerprints(args) -> int:
+    written = _plan(args).write_fingerprint_files()
+    print(f"{written} fingerprint files changed")
+    return 0
+
+
+def cmd_dvc_yaml(args) -> int:
+    text = dvcgen.render(_plan(args))
+    if args.write:
+        (ROOT / "dvc.yaml").write_text(text)
+        print("wrote dvc.yaml")
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    store = Store()
+    problems = store.verify(fix=args.fix)
+    for fp, problem in problems:
+        print(f"{fp}: {problem}" + ("  (dropped)" if args.fix else ""))
+    print(f"{len(store.fingerprints())} entries sound, {len(problems)} corrupt")
+    return 1 if problems and not args.fix else 0
+
+
+def cmd_gc(args) -> int:
+    """Keep what the current plan or any workspace here references; drop the rest."""
+    plan = _plan(args)
+    keep = {n.fingerprint for n in plan.nodes.values()}
+    keep |= {m["fingerprint"] for p in plan_mod.artifacts_root().glob("*/*/*/meta.json") if (m := read_meta(p.parent)) and "fingerprint" in m}
+    gone = Store().gc(keep, dry_run=not args.yes)
+    for item in gone:
+        print(("removed " if args.yes else "would remove ") + item)
+    print(f"{len(gone)} unreferenced" + ("" if args.yes else "; run `ablate gc --yes` to remove them"))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ablate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--params", default=str(ROOT / "params.yaml"), help="params file (default: params.yaml)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, func, help_):
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = add("status", cmd_status, "Show every cell × stage: done, pending, stale, failed, oom, running.")
+    sp.add_argument("--study", help="only this study")
+    sp.add_argument("--json", action="store_true", help="one record per node, for scripts")
+    sp = add("plan", cmd_plan, "List the nodes the current params produce, with fingerprints and paths.")
+    sp.add_argument("--study", help="only this study")
+    sp = add("why", cmd_why, "Explain why a node would rebuild: the fingerprint parts that changed.")
+    sp.add_argument("node", help="study/stage/slug, e.g. ska_lm/tokenize/base")
+    add("check", cmd_check, "Validate params.yaml and check that dvc.yaml matches its structure.")
+    sp = add("use", cmd_use, "Switch params.yaml to a config from configs/ (e.g. `ablate use paper`).")
+    sp.add_argument("name", help="config name: a file configs/<name>.yaml")
+    add("fingerprints", cmd_fingerprints, "Rewrite the per-node fingerprint files that changed (dvc.yaml runs this).")
+    sp = add("dvc-yaml", cmd_dvc_yaml, "Print dvc.yaml as generated from the studies' structure.")
+    sp.add_argument("--write", action="store_true", help="write it to dvc.yaml")
+    sp = add("verify", cmd_verify, "Re-hash every store entry against its recorded file hashes.")
+    sp.add_argument("--fix", action="store_true", help="drop corrupt entries")
+    sp = add("gc", cmd_gc, "Remove store entries no current node or workspace references (dry run by default).")
+    sp.add_argument("--yes", action="store_true", help="really remove them")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ParamsError as e:
+        print(f"ablate: error: {e}", file=sys.stderr)
+        return 2
+    except KeyError as e:
+        print(f"ablate: error: {e.args[0]}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

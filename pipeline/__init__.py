@@ -1,0 +1,1 @@
+"""Engine-neutral core of the ablation pipeline. Never imports torch: planning stays fast."""

@@ -1,0 +1,228 @@
+"""Cells → stage nodes. A node is one stage applied to the projection of a cell's params.
+
+Cells that project identically onto a stage (and its upstream) share that node, so two
+cells differing only in training params share one tokenization and one bank cache.
+
+Workspace paths are readable and predictable from the grid alone, which is what lets
+``dvc.yaml`` template them from params.yaml: a stage touched by a grid axis gets the
+slug of those axes' values (``minhash_k=32,window=32,stride=16``); a named cell gets its
+name wherever a grid axis or a named-cell override reaches; everything else is ``base``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline import params as params_mod
+from pipeline.codehash import ROOT, code_digests
+from pipeline.fingerprint import file_digest, node_fingerprint
+from pipeline.params import Cell, ParamsError, Study, axis_slug, did_you_mean
+from pipeline.spec import StageSpec
+
+BASE = "base"
+
+
+def artifacts_root() -> Path:
+    """Where workspaces live (ABLATE_ARTIFACTS, default ./artifacts)."""
+    return Path(os.environ.get("ABLATE_ARTIFACTS", ROOT / "artifacts"))
+
+
+@dataclass(frozen=True)
+class Node:
+    study: str
+    stage: str
+    slug: str
+    module: str
+    spec: StageSpec
+    params: dict[str, Any]
+    upstream: tuple[tuple[str, str], ...]  # (stage, slug) within the same study
+    parts: dict[str, Any]  # everything the fingerprint hashes, recorded in meta.json
+    fingerprint: str
+    cells: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.study}/{self.stage}/{self.slug}"
+
+    def workspace(self, root: Path | None = None) -> Path:
+        root = root or artifacts_root()
+        if self.spec.gather:
+            return root / "reports" / self.study
+        return root / self.study / self.stage / self.slug
+
+    def fingerprint_file(self, root: Path | None = None) -> Path:
+        return (root or artifacts_root()) / ".fingerprints" / self.study / self.stage / f"{self.slug}.fp"
+
+
+def load_recipes(recipes: dict[str, tuple[str, ...]]) -> dict[str, dict[str, tuple[str, StageSpec]]]:
+    """kind → stage name → (module, SPEC), importing only the light stage modules."""
+    out: dict[str, dict[str, tuple[str, StageSpec]]] = {}
+    for kind, modules in recipes.items():
+        stages: dict[str, tuple[str, StageSpec]] = {}
+        for module in modules:
+            spec = importlib.import_module(module).SPEC
+            missing = [n for n in spec.needs if n not in stages]
+            if missing:
+                raise ValueError(f"recipe {kind}: stage {spec.name} needs {missing} declared earlier")
+            stages[spec.name] = (module, spec)
+        for name, (_, spec) in stages.items():
+            if spec.gather != (name == "report"):
+                raise ValueError(f"recipe {kind}: the gathering stage, and only it, is named 'report'")
+        out[kind] = stages
+    return out
+
+
+def _value_path(study: Study, cell: Cell | None, key: str) -> str:
+    """Where in params.yaml a cell's value of ``key`` was set (for error messages)."""
+    if cell is not None and cell.named and key in study.overridden:
+        return f"studies.{study.name}.cells.{cell.name}.{key}"
+    for axis in study.axes:
+        if key in study.axis_keys(axis):
+            return f"studies.{study.name}.grid.{axis}"
+    return f"studies.{study.name}.params.{key}"
+
+
+def check_study(study: Study, stages: dict[str, tuple[str, StageSpec]]) -> None:
+    """Every read key exists, every param is read by some stage, choices are respected."""
+    read = {k for _, spec in stages.values() for k in spec.reads}
+    for key in study.params:
+        if key not in read:
+            raise ParamsError(
+                f"studies.{study.name}.params.{key}",
+                f"no stage of kind {study.kind!r} reads this key{did_you_mean(key, read)}",
+            )
+    for name, (_, spec) in stages.items():
+        for key in spec.reads:
+            if key not in study.params:
+                raise ParamsError(f"studies.{study.name}.params.{key}", f"missing: stage {name!r} reads it")
+        for key, allowed in spec.choices.items():
+            for cell in study.cells:
+                if cell.params[key] not in allowed:
+                    raise ParamsError(
+                        _value_path(study, cell, key),
+                        f"{cell.params[key]!r} is not allowed; choose one of {', '.join(map(str, allowed))}",
+                    )
+
+
+class Plan:
+    """All nodes of all studies, keyed by (study, stage, slug)."""
+
+    def __init__(self, studies: dict[str, Study], recipes: dict[str, tuple[str, ...]]):
+        self.studies = studies
+        self.stages = load_recipes({s.kind: recipes[s.kind] for s in studies.values()})
+        self.nodes: dict[tuple[str, str, str], Node] = {}
+        self.by_cell: dict[tuple[str, str, str], Node] = {}  # (study, cell, stage) → node
+        self._code: dict[str, dict[str, str]] = {}  # stage module → code digests
+        self.excluded: set[tuple[str, str, str]] = set()  # slugs DVC's matrix asks for, excluded
+        for study in studies.values():
+            check_study(study, self.stages[study.kind])
+            self._plan_study(study)
+
+    def _code_of(self, module: str, spec: StageSpec) -> dict[str, str]:
+        if module not in self._code:
+            self._code[module] = code_digests((module, *spec.code))
+        return self._code[module]
+
+    def _effective_reads(self, stages: dict[str, tuple[str, StageSpec]]) -> dict[str, set[str]]:
+        eff: dict[str, set[str]] = {}
+        for name, (_, spec) in stages.items():
+            eff[name] = set(spec.reads).union(*(eff[n] for n in spec.needs))
+        return eff
+
+    def _slug(self, study: Study, cell: Cell, per_cell: bool, reads: set[str]) -> str:
+        if not per_cell:
+            return BASE
+        if cell.named:
+            return cell.name
+        parts = [axis_slug(a, cell.coords[a]) for a in study.axes if reads & set(study.axis_keys(a))]
+        return ",".join(parts) or BASE
+
+    def _plan_study(self, study: Study) -> None:
+        stages = self.stages[study.kind]
+        eff = self._effective_reads(stages)
+        varying = study.overridden.union(*(study.axis_keys(a) for a in study.axes))
+        for name, (module, spec) in stages.items():
+            if spec.gather:
+                self._plan_gather(study, name, module, spec)
+                continue
+            per_cell = bool(eff[name] & varying)
+            for cell in study.cells:
+                slug = self._slug(study, cell, per_cell, eff[name])
+                upstream = tuple((n, self.by_cell[study.name, cell.name, n].slug) for n in spec.needs)
+                projected = {k: cell.params[k] for k in spec.reads}
+                node = self._make(study, name, slug, module, spec, projected, upstream, cell.name)
+                self.by_cell[study.name, cell.name, name] = node
+            for cell in study.excluded:
+                key = (study.name, name, self._slug(study, cell, per_cell, eff[name]))
+                if key not in self.nodes:
+                    self.excluded.add(key)
+
+    def _plan_gather(self, study: Study, name: str, module: str, spec: StageSpec) -> None:
+        upstream = tuple(sorted({(n, self.by_cell[study.name, c.name, n].slug) for n in spec.needs for c in study.cells}))
+        varying = sorted(study.overridden.union(*(study.axis_keys(a) for a in study.axes)))
+        table = {c.name: {"named": c.named, "params": {k: c.params[k] for k in varying}} for c in study.cells}
+        projected = {k: study.params[k] for k in spec.reads}
+        node = self._make(study, name, BASE, module, spec, projected, upstream, *table, cells_table=table)
+        for cell in study.cells:
+            self.by_cell[study.name, cell.name, name] = node
+
+    def _make(self, study, name, slug, module, spec, projected, upstream, *cells, cells_table=None) -> Node:
+        key = (study.name, name, slug)
+        old = self.nodes.get(key)
+        if old is not None and old.params == projected and old.upstream == upstream:
+            node = Node(**{**old.__dict__, "cells": old.cells + cells})
+            self.nodes[key] = node
+            return node
+        if old is not None:
+            raise ParamsError(f"studies.{study.name}", f"two cells map to {old.label} with different params")
+        up_fp = {f"{s}/{u}": self.nodes[study.name, s, u].fingerprint for s, u in upstream}
+        inputs = {str(p): file_digest(p) for p in (spec.external(projected) if spec.external else [])}
+        parts = {
+            "stage": name,
+            "version": spec.version,
+            "params": projected,
+            "upstream": up_fp,
+            "code": self._code_of(module, spec),
+            "inputs": inputs,
+        }
+        if cells_table is not None:
+            parts["cells"] = cells_table
+        node = Node(study.name, name, slug, module, spec, projected, upstream, parts, node_fingerprint(parts), cells)
+        self.nodes[key] = node
+        return node
+
+    def node(self, study: str, stage: str, slug: str) -> Node:
+        try:
+            return self.nodes[study, stage, slug]
+        except KeyError:
+            known = [s for (st, sg, s) in self.nodes if st == study and sg == stage]
+            raise KeyError(f"no node {study}/{stage}/{slug} in the plan{did_you_mean(slug, known)}") from None
+
+    def upstream_nodes(self, node: Node) -> list[Node]:
+        return [self.nodes[node.study, s, u] for s, u in node.upstream]
+
+    def write_fingerprint_files(self, root: Path | None = None) -> int:
+        """Write each node's fingerprint file only when its content changes; returns how many."""
+        written = 0
+        for node in self.nodes.values():
+            path = node.fingerprint_file(root)
+            try:
+                if path.read_text() == node.fingerprint:
+                    continue
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(node.fingerprint)
+            os.replace(tmp, path)
+            written += 1
+        return written
+
+
+def build(params_path: Path | str, recipes: dict[str, tuple[str, ...]], only: list[str] | None = None) -> Plan:
+    """Validate params and plan every node."""
+    studies = params_mod.load(params_path, tuple(recipes), only)
+    return Plan(studies, recipes)

@@ -1,0 +1,158 @@
+"""Build one node: `python -m stages <study> <stage> <slug>` lands here, from either engine.
+
+Engines decide when to ask; this decides whether to compute. In order:
+up to date in the workspace → nothing; in the store → restore (no compute); a verified
+workspace copy not yet in the store (after ``dvc pull``) → adopt; else, under the
+fingerprint's lock, compute in a child process into a temp dir and publish atomically.
+The child gives us its exit code (failed / oom) and its own peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline import plan as plan_mod
+from pipeline.child import OOM_EXIT
+from pipeline.codehash import ROOT
+from pipeline.params import ParamsError
+from pipeline.plan import Node, Plan
+from pipeline.store import Store, _remove_tree, read_meta
+
+
+
+def say(message: str) -> None:
+    print(f"[ablate] {message}", file=sys.stderr, flush=True)
+
+
+def log_build(node: Node, action: str, **extra: Any) -> None:
+    """One JSON line per request in artifacts/.logs/builds.jsonl (counts, audits, timings)."""
+    path = plan_mod.artifacts_root() / ".logs" / "builds.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"time": time.time(), "node": node.label, "stage": node.stage, "fingerprint": node.fingerprint,
+              "action": action, "host": socket.gethostname(), "pid": os.getpid(), **extra}
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _threads() -> int:
+    return int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+
+
+def _compute(plan: Plan, node: Node, store: Store) -> tuple[int, dict[str, Any]]:
+    """Run the stage in a child process writing into a fresh temp dir; publish on success."""
+    upstream = []
+    for up in plan.upstream_nodes(node):
+        entry = store.get(up.fingerprint)
+        if entry is None:
+            raise RuntimeError(
+                f"upstream {up.label} (fingerprint {up.fingerprint[:12]}) is not in the store: it was never "
+                "built, or its params or code changed since; build the whole study with the engine"
+            )
+        upstream.append({"stage": up.stage, "slug": up.slug, "path": str(entry), "cells": list(up.cells)})
+    tmp = store.new_tmp(node.fingerprint)
+    job = tmp.with_name(tmp.name + "__job.json")
+    job.write_text(json.dumps({
+        "module": node.module, "params": node.params, "out": str(tmp), "upstream": upstream,
+        "study": node.study, "threads": _threads(), "cells": node.parts.get("cells", {}),
+        "result": str(job.with_suffix(".result")),
+    }))
+    started = time.time()
+    env = {**os.environ, "OMP_NUM_THREADS": str(_threads()), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "pipeline.child", str(job)], env=env, cwd=ROOT)
+    wall = time.time() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    result_path = job.with_suffix(".result")
+    result = json.loads(result_path.read_text()) if result_path.exists() else {}
+    for f in (job, result_path):
+        f.unlink(missing_ok=True)
+    if proc.returncode != 0:
+        _remove_tree(tmp)
+        oom = proc.returncode in (OOM_EXIT, -signal.SIGKILL)
+        info = {"status": "oom" if oom else "failed", "exit_code": proc.returncode, "node": node.label,
+                "error": result.get("error"), "wall_s": wall, "peak_rss_mb": peak_mb, "time": time.time()}
+        store.record_failure(node.fingerprint, info)
+        return proc.returncode, info
+    meta = {
+        "status": "ok",
+        "parts": node.parts,
+        "metrics": result.get("metrics", {}),
+        "timing": {"started": started, "wall_s": round(wall, 3)},
+        "peak_rss_mb": round(peak_mb, 1),
+        "device": result.get("device", "cpu"),
+        "versions": {"python": platform.python_version(), **result.get("versions", {})},
+        "host": socket.gethostname(),
+        "threads": _threads(),
+    }
+    store.publish(tmp, node.fingerprint, meta)
+    return 0, meta
+
+
+def build(plan: Plan, node: Node, store: Store) -> int:
+    """Make ``node``'s workspace hold its current artifact; returns an exit code."""
+    fp, ws = node.fingerprint, node.workspace()
+    ws_meta = read_meta(ws) or {}
+    if ws_meta.get("fingerprint") == fp and store.get(fp):
+        say(f"{node.label}: up to date")
+        log_build(node, "up_to_date")
+        return 0
+    if store.get(fp) is None and ws_meta.get("fingerprint") == fp and store.adopt(fp, ws):
+        say(f"{node.label}: adopted the verified workspace copy into the store")
+        log_build(node, "adopted")
+        return 0
+    with store.lock(fp, on_wait=lambda: say(f"{node.label}: another builder holds it; waiting")):
+        if store.get(fp):
+            store.materialize(fp, ws)
+            say(f"{node.label}: restored from the store (fingerprint {fp[:12]}), no compute")
+            log_build(node, "store_hit")
+            return 0
+        say(f"{node.label}: computing (fingerprint {fp[:12]})")
+        code, info = _compute(plan, node, store)
+        if code != 0:
+            say(f"{node.label}: {info['status']} with exit code {code}")
+            log_build(node, info["status"], exit_code=code)
+            return code
+        store.materialize(fp, ws)
+    wall = info["timing"]["wall_s"]
+    say(f"{node.label}: computed in {wall:.1f} s, peak RSS {info['peak_rss_mb']:.0f} MB")
+    log_build(node, "computed", wall_s=wall)
+    return 0
+
+
+def main(recipes: dict[str, tuple[str, ...]], argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m stages",
+        description="Build one pipeline node (what Snakemake rules and dvc.yaml stages run).",
+    )
+    parser.add_argument("study")
+    parser.add_argument("stage")
+    parser.add_argument("slug", help="the node's slug: its directory name under artifacts/<study>/<stage>/")
+    parser.add_argument("--params", default=str(ROOT / "params.yaml"), help="params file (default: params.yaml)")
+    args = parser.parse_args(argv)
+    try:
+        plan = plan_mod.build(args.params, recipes, only=[args.study])
+        if (args.study, args.stage, args.slug) in plan.excluded:
+            return _mark_excluded(plan_mod.artifacts_root() / args.study / args.stage / args.slug)
+        node = plan.node(args.study, args.stage, args.slug)
+    except (ParamsError, KeyError) as e:
+        say(f"error: {e.args[0] if isinstance(e, KeyError) else e}")
+        return 2
+    return build(plan, node, Store())
+
+
+def _mark_excluded(ws: Path) -> int:
+    """DVC's matrix cannot skip combinations: an excluded one gets a marker, no compute."""
+    ws.mkdir(parents=True, exist_ok=True)
+    (ws / "meta.json").write_text(json.dumps({"status": "excluded"}) + "\n")
+    say(f"{ws}: excluded by params.yaml; nothing to build")
+    return 0

@@ -1,0 +1,95 @@
+"""The stage contract: what a stage reads, needs and runs, and what it is handed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """Declared once per stage module; the planner reads it without importing torch.
+
+    name      stage name, unique within a study recipe (also the Snakemake rule name)
+    reads     param keys the stage sees; its fingerprint hashes exactly these
+    needs     upstream stage names (one node each, or every cell's node if ``gather``)
+    code      modules the stage's computation lives in (project imports are followed)
+    version   bump when the output format changes without a code change
+    choices   allowed values of some read keys, checked before anything runs
+    gather    True for study-level stages (reports) that read every cell's upstream node
+    external  param → files hashed into the fingerprint (e.g. a local dataset file)
+    threads   CPU threads the stage wants (Snakemake ``threads``)
+    """
+
+    name: str
+    reads: tuple[str, ...]
+    needs: tuple[str, ...] = ()
+    code: tuple[str, ...] = ()
+    version: int = 1
+    choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    gather: bool = False
+    external: Callable[[Mapping[str, Any]], list[Path]] | None = None
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        unknown = set(self.choices) - set(self.reads)
+        if unknown:
+            raise ValueError(f"stage {self.name}: choices for keys it does not read: {sorted(unknown)}")
+
+
+class Params(Mapping[str, Any]):
+    """The projected params of a node: reading an undeclared key is an error, not a default."""
+
+    def __init__(self, values: Mapping[str, Any], stage: str):
+        self._values, self._stage = dict(values), stage
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            raise KeyError(f"stage {self._stage!r} reads {key!r} without declaring it in SPEC.reads") from None
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One input artifact: its stage, the cell(s) it serves, and where its files are."""
+
+    stage: str
+    slug: str
+    path: Path
+    cells: tuple[str, ...]
+
+    def metrics(self) -> dict[str, Any]:
+        return json.loads((self.path / "meta.json").read_text()).get("metrics", {})
+
+
+@dataclass(frozen=True)
+class Context:
+    """What ``run(ctx)`` gets: projected params, an empty output dir, upstream artifacts."""
+
+    params: Params
+    out: Path
+    upstream: tuple[Upstream, ...]
+    study: str
+    threads: int = 1
+    cells: dict[str, dict[str, Any]] = field(default_factory=dict)  # gathering stages: cell → {named, params}
+
+    def input(self, stage: str) -> Path:
+        """Directory of the single upstream node of ``stage``."""
+        found = [u for u in self.upstream if u.stage == stage]
+        if len(found) != 1:
+            raise KeyError(f"expected one upstream {stage!r} node, found {len(found)}")
+        return found[0].path
+
+    def inputs(self, stage: str) -> list[Upstream]:
+        """Every upstream node of ``stage`` (gathering stages)."""
+        return [u for u in self.upstream if u.stage == stage]

@@ -1,0 +1,17 @@
+"""Stage modules, and the recipes that chain them into studies.
+
+A recipe names, in order, the stage modules a study kind runs. ``params.yaml`` picks a
+recipe per study (``kind:``, default the study's name). This table is how the pipeline,
+which never imports study code itself, finds the stages.
+"""
+
+RECIPES: dict[str, tuple[str, ...]] = {
+    "ska_lm": (
+        "stages.corpus",
+        "stages.tokenize",
+        "stages.ska_banks",
+        "stages.lm_train",
+        "stages.lm_evaluate",
+        "stages.lm_report",
+    ),
+}

@@ -1,0 +1,34 @@
+"""evaluate: validation loss, perplexity, throughput and peak memory of a trained cell."""
+
+from __future__ import annotations
+
+import json
+import resource
+
+from pipeline.spec import Context, StageSpec
+from stages.lm_train import build_model, lm_data
+
+SPEC = StageSpec(
+    name="evaluate",
+    reads=("eval_batch_size",),
+    needs=("tokenize", "banks", "train"),
+    code=("studies.ska.train",),
+    threads=2,
+)
+
+
+def run(ctx: Context) -> dict:
+    import torch
+
+    from studies.ska.train import evaluate_lm
+
+    torch.set_num_threads(ctx.threads)
+    train_dir = ctx.input("train")
+    model, config = build_model(ctx, json.loads((train_dir / "config.json").read_text()))
+    model.load_state_dict(torch.load(train_dir / "model.pt", weights_only=True))
+    data = lm_data(ctx, "val", config["seq_len"], config["attention"] == "ska")
+    metrics = evaluate_lm(model, data, ctx.params["eval_batch_size"])
+    metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if torch.cuda.is_available():
+        metrics["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return metrics

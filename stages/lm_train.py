@@ -1,0 +1,72 @@
+"""train: one causal LM per cell, SKA or the SDPA baseline, on the shared token/bank caches."""
+
+from __future__ import annotations
+
+import json
+
+from pipeline.spec import Context, StageSpec
+
+MODEL_KEYS = ("seq_len", "d_model", "n_layers", "n_heads", "dropout", "attention", "window", "stride",
+              "minhash_k", "router_topk", "adapter_rank", "score_mode", "gamma", "beta", "tau", "eta", "backend")
+TRAIN_KEYS = ("steps", "batch_size", "lr", "warmup_steps", "weight_decay", "grad_clip", "train_seed")
+
+SPEC = StageSpec(
+    name="train",
+    reads=MODEL_KEYS + TRAIN_KEYS,
+    needs=("tokenize", "banks"),
+    code=("studies.ska.model", "studies.ska.train", "studies.data.lm"),
+    choices={
+        "attention": ("ska", "sdpa"),
+        "score_mode": ("delta_rbf", "delta_plus_dot", "intersect_norm", "intersect_plus_dot", "dot"),
+        "backend": ("python",),
+    },
+    threads=2,
+)
+
+
+def lm_data(ctx: Context, split: str, seq_len: int, with_bank: bool):
+    """The split's examples, with the bank built over exactly these inputs when SKA needs it."""
+    from studies.data.lm import chunk_tokens
+    from studies.data.tokenizer import load_tokens
+    from studies.ska.banks import Bank
+    from studies.ska.train import LMData
+
+    inputs, targets = chunk_tokens(load_tokens(ctx.input("tokenize") / f"{split}.tokens.pt"), seq_len)
+    bank = Bank.load(ctx.input("banks") / f"{split}.bank.pt") if with_bank else None
+    return LMData(inputs, targets, bank)
+
+
+def build_model(ctx: Context, config: dict | None = None):
+    """The cell's model: config from params plus the tokenizer's vocabulary size."""
+    from studies.data.tokenizer import load_tokenizer, vocab_size
+    from studies.ska.model import CausalLM, LMConfig
+
+    if config is None:
+        config = {k: ctx.params[k] for k in MODEL_KEYS}
+        config["vocab_size"] = vocab_size(load_tokenizer(ctx.input("tokenize") / "tokenizer.json"))
+    return CausalLM(LMConfig(**config)), config
+
+
+def run(ctx: Context) -> dict:
+    import torch
+
+    from studies.ska.train import LMBatches, train_lm
+
+    torch.set_num_threads(ctx.threads)
+    p = ctx.params
+    torch.manual_seed(p["train_seed"])  # initial weights
+    model, config = build_model(ctx)
+    data = lm_data(ctx, "train", p["seq_len"], p["attention"] == "ska")
+    history = train_lm(model, LMBatches(data, p["batch_size"]), p["steps"], p["lr"], p["warmup_steps"],
+                       p["weight_decay"], p["grad_clip"], p["train_seed"])
+    torch.save(model.state_dict(), ctx.out / "model.pt")
+    (ctx.out / "config.json").write_text(json.dumps(config, indent=1))
+    (ctx.out / "history.json").write_text(json.dumps(history))
+    seconds = history[-1]["time_s"]
+    tail = history[-max(1, len(history) // 10):]
+    return {
+        "n_params": model.n_params(),
+        "train_loss": sum(h["loss"] for h in tail) / len(tail),  # mean over the last 10% of steps
+        "train_tokens_per_s": p["steps"] * p["batch_size"] * p["seq_len"] / seconds,
+        "train_s": seconds,
+    }

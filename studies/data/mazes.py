@@ -1,0 +1,296 @@
+"""Perfect mazes with long shortest paths, for the PoH-HRM vs baseline scaling study (§3).
+
+A maze lives on an n x n cell lattice, cell index r * n + c. Walls are stored per cell as 4
+bits saying which sides are *open*: N=1, E=2, S=4, W=8 (uint8 [n*n]); `to_image` gives the
+(2n+1) x (2n+1) pixel grid (1 = wall) that the CNN encoder sees. Generators: the DFS recursive
+backtracker of the plan (long winding corridors) and Wilson's algorithm (a uniform spanning
+tree: more branching, shorter paths). Both give perfect mazes (a spanning tree of the
+lattice), so the shortest path between two cells is the unique path, found by BFS.
+
+`generate_dataset` draws a maze and a random distinct start/goal pair (as maze-dataset, which
+the source used, does) or a farthest pair, and keeps the maze only if its path has at least
+floor(min_path_frac * n^2) cells, recording how many were tried and kept. The source asked
+maze-dataset for 3x the mazes it wanted and recorded the requested count; `from_maze_dataset`
+converts maze-dataset mazes into these arrays when that package (muutils<0.9) is installed.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+
+import numpy as np
+
+N, E, S, W = 1, 2, 4, 8
+MOVES = "NESW"  # move token k goes in direction MOVES[k]
+_STEP = ((N, -1, 0, S), (E, 0, 1, W), (S, 1, 0, N), (W, 0, -1, E))  # bit, dr, dc, opposite bit
+
+
+def side(cells: int) -> int:
+    """n for a maze of `cells` = n*n cells."""
+    n = math.isqrt(cells)
+    if n * n != cells:
+        raise ValueError(f"walls must hold n*n cells, got {cells}")
+    return n
+
+
+def _lattice_neighbors(cell: int, n: int):
+    """(bit, neighbour cell, opposite bit) for each in-bounds neighbour of `cell`."""
+    r, c = divmod(cell, n)
+    return [
+        (bit, (r + dr) * n + c + dc, opp)
+        for bit, dr, dc, opp in _STEP
+        if 0 <= r + dr < n and 0 <= c + dc < n
+    ]
+
+
+def dfs_maze(n: int, rng: random.Random) -> np.ndarray:
+    """Recursive-backtracker maze (iterative, explicit stack) from a random start cell."""
+    walls = [0] * (n * n)
+    start = rng.randrange(n * n)
+    visited = [False] * (n * n)
+    visited[start] = True
+    stack = [start]
+    while stack:
+        cell = stack[-1]
+        options = [x for x in _lattice_neighbors(cell, n) if not visited[x[1]]]
+        if not options:
+            stack.pop()
+            continue
+        bit, nxt, opp = rng.choice(options)
+        walls[cell] |= bit
+        walls[nxt] |= opp
+        visited[nxt] = True
+        stack.append(nxt)
+    return np.array(walls, dtype=np.uint8)
+
+
+def wilson_maze(n: int, rng: random.Random) -> np.ndarray:
+    """Wilson's algorithm: loop-erased random walks give a uniformly random spanning tree."""
+    walls = [0] * (n * n)
+    in_tree = [False] * (n * n)
+    in_tree[rng.randrange(n * n)] = True
+    exit_via = [None] * (n * n)  # last step taken from each cell on the current walk
+    cells = list(range(n * n))
+    rng.shuffle(cells)
+    for first in cells:
+        cell = first
+        while not in_tree[cell]:  # walk; overwriting exit_via erases loops
+            exit_via[cell] = rng.choice(_lattice_neighbors(cell, n))
+            cell = exit_via[cell][1]
+        cell = first
+        while not in_tree[cell]:  # carve the loop-erased path into the tree
+            bit, nxt, opp = exit_via[cell]
+            walls[cell] |= bit
+            walls[nxt] |= opp
+            in_tree[cell] = True
+            cell = nxt
+    return np.array(walls, dtype=np.uint8)
+
+
+ALGORITHMS = {"dfs": dfs_maze, "wilson": wilson_maze}
+
+
+def neighbors(walls, cell: int) -> list[int]:
+    """Cells reachable from `cell` in one move (open side, in bounds), in N, E, S, W order."""
+    n = side(len(walls))
+    w = int(walls[cell])
+    return [nxt for bit, nxt, _ in _lattice_neighbors(cell, n) if w & bit]
+
+
+def neighbor_table(walls) -> np.ndarray:
+    """Per direction N, E, S, W the neighbour cell, or -1 if walled: int64 [..., n*n, 4].
+
+    Vectorized over a batch of mazes [B, n*n]; the validity mask over next cells and the
+    greedy roll-out both read it.
+    """
+    walls = np.asarray(walls)
+    n = side(walls.shape[-1])
+    cell = np.arange(n * n)
+    r, c = cell // n, cell % n
+    out = np.full(walls.shape + (4,), -1, dtype=np.int64)
+    for k, (bit, dr, dc, _) in enumerate(_STEP):
+        inside = (0 <= r + dr) & (r + dr < n) & (0 <= c + dc) & (c + dc < n)
+        ok = ((walls & bit) > 0) & inside
+        out[..., k] = np.where(ok, cell + dr * n + dc, -1)
+    return out
+
+
+def bfs_distances(walls, source: int) -> np.ndarray:
+    """Moves from `source` to every cell (-1 if unreachable): int64 [n*n]."""
+    dist = np.full(len(walls), -1, dtype=np.int64)
+    dist[source] = 0
+    queue = deque([source])
+    while queue:
+        cell = queue.popleft()
+        for nxt in neighbors(walls, cell):
+            if dist[nxt] < 0:
+                dist[nxt] = dist[cell] + 1
+                queue.append(nxt)
+    return dist
+
+
+def shortest_path(walls, start: int, goal: int) -> list[int]:
+    """BFS shortest path as cells [start, ..., goal]; [] if goal is unreachable."""
+    parent = {start: start}
+    queue = deque([start])
+    while queue and goal not in parent:
+        cell = queue.popleft()
+        for nxt in neighbors(walls, cell):
+            if nxt not in parent:
+                parent[nxt] = cell
+                queue.append(nxt)
+    if goal not in parent:
+        return []
+    path = [goal]
+    while path[-1] != start:
+        path.append(parent[path[-1]])
+    return path[::-1]
+
+
+def path_to_moves(path, n: int) -> list[int]:
+    """Move tokens (0..3 = N, E, S, W) between consecutive cells of a path."""
+    token = {-n: 0, 1: 1, n: 2, -1: 3}
+    return [token[b - a] for a, b in zip(path[:-1], path[1:])]
+
+
+def moves_to_path(start: int, moves, n: int) -> list[int]:
+    """Cells visited from `start` by move tokens (no wall check; see `is_valid_path`)."""
+    delta = (-n, 1, n, -1)
+    path = [start]
+    for m in moves:
+        path.append(path[-1] + delta[int(m)])
+    return path
+
+
+def is_valid_path(walls, path) -> bool:
+    """True if every step of `path` goes through an open side to an in-bounds neighbour."""
+    return all(b in neighbors(walls, a) for a, b in zip(path[:-1], path[1:]))
+
+
+def to_image(walls) -> np.ndarray:
+    """Pixel grid, 1 = wall, 0 = open: uint8 [..., 2n+1, 2n+1] (cell (r, c) at (2r+1, 2c+1))."""
+    walls = np.asarray(walls)
+    n = side(walls.shape[-1])
+    cells = walls.reshape(walls.shape[:-1] + (n, n))
+    img = np.ones(walls.shape[:-1] + (2 * n + 1, 2 * n + 1), dtype=np.uint8)
+    img[..., 1::2, 1::2] = 0
+    img[..., 1::2, 2::2] = (cells & E) == 0  # between (r, c) and (r, c+1); last column: border
+    img[..., 2::2, 1::2] = (cells & S) == 0  # between (r, c) and (r+1, c)
+    return img
+
+
+def choose_endpoints(walls, rng: random.Random, mode: str = "random") -> tuple[int, int]:
+    """(start, goal): two random distinct cells, or "farthest" = ends of a longest path."""
+    cells = len(walls)
+    if mode == "random":
+        start, goal = rng.sample(range(cells), 2)
+        return start, goal
+    if mode == "farthest":  # in a tree, the farthest cell from anywhere ends a diameter
+        a = int(np.argmax(bfs_distances(walls, rng.randrange(cells))))
+        b = int(np.argmax(bfs_distances(walls, a)))
+        return (a, b) if rng.random() < 0.5 else (b, a)
+    raise ValueError(f"unknown endpoint mode {mode!r}; expected 'random' or 'farthest'")
+
+
+def min_path_cells(n: int, min_path_frac: float) -> int:
+    """The fewest path cells (start and goal included) a kept maze may have."""
+    return math.floor(min_path_frac * n * n)
+
+
+def generate_dataset(n_mazes: int, n: int, algorithm: str = "dfs", seed: int = 0,
+                     min_path_frac: float = 0.4, endpoints: str = "random",
+                     max_tries: int | None = None, progress: bool = False) -> dict:
+    """Draw mazes until `n_mazes` pass the path-length filter (or `max_tries`, default
+    1000 * n_mazes, run out: then fewer are returned and `n_kept` says so).
+
+    Returns walls uint8 [K, n*n], start/goal int64 [K], path int64 [K, Lmax] (cells, padded
+    with -1), path_len int64 [K], moves int64 [K, Lmax-1] (tokens, padded with -1), and the
+    ints n, min_path_cells, n_tried, n_kept. Deterministic for a seed.
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown maze algorithm {algorithm!r}; expected one of {list(ALGORITHMS)}")
+    from tqdm import tqdm
+
+    make = ALGORITHMS[algorithm]
+    rng = random.Random(seed)
+    need = min_path_cells(n, min_path_frac)
+    max_tries = 1000 * n_mazes if max_tries is None else max_tries
+    kept, tried = [], 0
+    with tqdm(total=n_mazes, desc=f"mazes {n}x{n} {algorithm}", disable=not progress) as bar:
+        while len(kept) < n_mazes and tried < max_tries:
+            tried += 1
+            walls = make(n, rng)
+            start, goal = choose_endpoints(walls, rng, endpoints)
+            path = shortest_path(walls, start, goal)
+            if len(path) >= need:
+                kept.append((walls, path))
+                bar.update(1)
+    out = pack(n, [w for w, _ in kept], [p for _, p in kept])
+    out.update(min_path_cells=need, n_tried=tried, n_kept=len(kept))
+    return out
+
+
+def pack(n: int, walls: list, paths: list) -> dict:
+    """Arrays of `generate_dataset` from per-maze walls and start-to-goal cell paths."""
+    k = len(paths)
+    lmax = max((len(p) for p in paths), default=1)
+    path = np.full((k, lmax), -1, dtype=np.int64)
+    moves = np.full((k, max(lmax - 1, 0)), -1, dtype=np.int64)
+    for i, p in enumerate(paths):
+        path[i, : len(p)] = p
+        moves[i, : len(p) - 1] = path_to_moves(p, n)
+    return {
+        "walls": np.array(walls, dtype=np.uint8).reshape(k, n * n),
+        "start": path[:, 0].copy(),
+        "goal": np.array([p[-1] for p in paths], dtype=np.int64),
+        "path": path,
+        "path_len": np.array([len(p) for p in paths], dtype=np.int64),
+        "moves": moves,
+        "n": n,
+    }
+
+
+def from_maze_dataset(mazes) -> dict:
+    """Arrays of `generate_dataset` from maze-dataset `SolvedMaze`s (or anything with a
+    `connection_list` bool [2, n, n] — [0] = link down to (r+1, c), [1] = link right to
+    (r, c+1) — and a `solution` [L, 2] of (row, col) from start to goal)."""
+    walls, paths, n = [], [], None
+    for m in mazes:
+        links = np.asarray(m.connection_list, dtype=bool)
+        n = links.shape[1]
+        down, right = links[0].copy(), links[1].copy()
+        down[-1, :] = False  # maze-dataset keeps these False; never open the border
+        right[:, -1] = False
+        w = np.zeros((n, n), dtype=np.uint8)
+        w |= np.where(down, S, 0).astype(np.uint8)
+        w[1:, :] |= np.where(down[:-1, :], N, 0).astype(np.uint8)
+        w |= np.where(right, E, 0).astype(np.uint8)
+        w[:, 1:] |= np.where(right[:, :-1], W, 0).astype(np.uint8)
+        walls.append(w.reshape(-1))
+        sol = np.asarray(m.solution).reshape(-1, 2)
+        paths.append([int(r) * n + int(c) for r, c in sol])
+    if n is None:
+        raise ValueError("from_maze_dataset got no mazes")
+    return pack(n, walls, paths)
+
+
+def generate_with_maze_dataset(n_mazes: int, n: int, seed: int = 0, min_path_frac: float = 0.4):
+    """The source's recipe: maze-dataset DFS mazes (3x requested), filtered by path length.
+
+    Needs `pip install maze-dataset "muutils<0.9"`; returns the arrays plus n_tried, n_kept.
+    """
+    try:
+        from maze_dataset import MazeDataset, MazeDatasetConfig
+        from maze_dataset.generation import LatticeMazeGenerators
+    except ImportError as err:
+        raise ImportError('needs maze-dataset: pip install maze-dataset "muutils<0.9"') from err
+    need = min_path_cells(n, min_path_frac)
+    cfg = MazeDatasetConfig(name=f"dfs_{n}_{need}_{seed}", grid_n=n, n_mazes=3 * n_mazes,
+                            maze_ctor=LatticeMazeGenerators.gen_dfs, seed=seed)
+    data = MazeDataset.from_config(cfg, do_generate=True, load_local=False, save_local=False)
+    kept = data.filter_by.path_length(min_length=need)
+    out = from_maze_dataset(list(kept)[:n_mazes])
+    out.update(min_path_cells=need, n_tried=3 * n_mazes, n_kept=min(len(kept), n_mazes))
+    return out

@@ -1,0 +1,71 @@
+"""Tables and plots for ablation reports: polars for tables, matplotlib for figures."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import polars as pl  # noqa: E402
+
+
+def write_table(rows: list[dict], stem: Path, sort_by: str) -> pl.DataFrame:
+    """Write ``stem``.csv and ``stem``.md, sorted by ``sort_by`` ascending; returns the frame."""
+    df = pl.DataFrame(rows, infer_schema_length=None).sort(sort_by, nulls_last=True)
+    df.write_csv(stem.with_suffix(".csv"))
+    shown = df.with_columns(pl.col(pl.Float64).round(4))
+    with pl.Config(tbl_formatting="ASCII_MARKDOWN", tbl_hide_column_data_types=True,
+                   tbl_hide_dataframe_shape=True, tbl_rows=-1, tbl_cols=-1, tbl_width_chars=10_000,
+                   fmt_str_lengths=200):
+        stem.with_suffix(".md").write_text(str(shown) + "\n")
+    return df
+
+
+def facet_plot(rows: list[dict], keys: list[str], x: str, hue: str, metric: str, path: Path, title: str) -> None:
+    """``metric`` vs ``x``, a line per ``hue`` value, a panel per combination of the other ``keys``.
+
+    Each row is a cell: its varying params, metrics, ``named`` and optionally a loss ``curve``.
+    Named cells (off the grid) are drawn as dashed horizontal references in every panel.
+    A second figure beside it holds every cell's training loss curve.
+    """
+    grid = [r for r in rows if not r["named"]]
+    named = [r for r in rows if r["named"]]
+    axes_keys = [k for k in keys if k not in (x, hue) and len({r[k] for r in grid}) > 1]
+    others = sorted({tuple((k, r[k]) for k in axes_keys) for r in grid})
+    n = max(1, len(others))
+    cols = min(n, 2)
+    fig, axs = plt.subplots((n + cols - 1) // cols, cols, figsize=(5 * cols, 3.6 * ((n + cols - 1) // cols)),
+                            squeeze=False, sharey=True)
+    for ax, combo in zip(axs.flat, others or [()]):
+        sub = [r for r in grid if all(r[k] == v for k, v in combo)]
+        for h, group in itertools.groupby(sorted(sub, key=lambda r: (r[hue], r[x])), key=lambda r: r[hue]):
+            group = list(group)
+            ax.plot([r[x] for r in group], [r[metric] for r in group], marker="o", label=f"{hue}={h}")
+        for r in named:
+            ax.axhline(r[metric], linestyle="--", color="gray", label=r["cell"])
+        ax.set_title(", ".join(f"{k}={v}" for k, v in combo) or title, fontsize=9)
+        ax.set_xlabel(x)
+        ax.set_ylabel(metric)
+        ax.legend(fontsize=7)
+    for ax in list(axs.flat)[n:]:
+        ax.set_visible(False)
+    fig.suptitle(f"{title}: {metric} vs {x}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    if all("curve" in r for r in rows):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for r in rows:
+            ax.plot([h["step"] for h in r["curve"]], [h["loss"] for h in r["curve"]], lw=0.8, label=r["cell"])
+        ax.set_xlabel("step")
+        ax.set_ylabel("train loss")
+        ax.set_title(f"{title}: training curves")
+        if len(rows) <= 12:
+            ax.legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(path.with_name("train_curves.png"), dpi=120)
+        plt.close(fig)
+

@@ -1,0 +1,34 @@
+import math
+
+import pytest
+
+from pipeline.fingerprint import UnhashableValue, canonical_json, digest, node_fingerprint
+
+
+def test_digest_value_is_pinned():
+    # A change here orphans every store entry: bump fingerprint.FORMAT deliberately instead.
+    value = {"b": [1, 2.5, "x", None, True]}
+    assert canonical_json({"kind": "node", "format": 1, "value": value}) == (
+        '{"format":1,"kind":"node","value":{"b":[1,2.5,"x",null,true]}}'
+    )
+    assert digest("node", value) == "8c901c1cc27feb4250612cd2425e0cea"  # xxh3-128 of that text
+
+
+def test_canonical_json_sorts_keys_and_keeps_float_repr():
+    assert canonical_json({"b": 1, "a": 0.1}) == '{"a":0.1,"b":1}'
+    assert canonical_json((1, 2)) == "[1,2]"
+
+
+def test_kind_tag_separates_equal_values():
+    assert digest("node", {"x": 1}) != digest("module", {"x": 1})
+
+
+def test_bool_and_int_hash_differently():
+    assert node_fingerprint({"p": True}) != node_fingerprint({"p": 1})
+    assert node_fingerprint({"p": 1}) != node_fingerprint({"p": 1.0})
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, {1, 2}, {1: "x"}, object()])
+def test_values_without_a_canonical_form_are_refused(bad):
+    with pytest.raises(UnhashableValue):
+        canonical_json({"v": bad})

@@ -1,0 +1,106 @@
+"""Planning the real ska_lm recipe: sharing, projection, paths, validation."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import yaml
+
+from pipeline import dvcgen
+from pipeline.codehash import ROOT
+from pipeline.params import ParamsError
+from pipeline.plan import build
+from stages import RECIPES
+
+
+def shipped_params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def plan_of(tmp_path, edit=None):
+    raw = shipped_params()
+    if edit:
+        edit(raw["studies"]["ska_lm"])
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))  # axis order makes slugs
+    return build(path, RECIPES)
+
+
+def stage_nodes(plan, stage):
+    return [n for n in plan.nodes.values() if n.stage == stage]
+
+
+def test_default_grid_shares_tokenization_and_banks(tmp_path):
+    plan = plan_of(tmp_path)
+    study = plan.studies["ska_lm"]
+    assert len(study.cells) == 17
+    assert len(stage_nodes(plan, "tokenize")) == 1
+    distinct_banks = {n.fingerprint for n in stage_nodes(plan, "banks")}
+    assert len(distinct_banks) == 4  # minhash_k {32, 64} × two window/stride pairs
+    assert len({n.fingerprint for n in stage_nodes(plan, "train")}) == 17
+
+
+def test_named_cell_shares_the_fingerprint_of_the_matching_grid_banks(tmp_path):
+    plan = plan_of(tmp_path)
+    sdpa = plan.node("ska_lm", "banks", "sdpa")
+    grid = plan.node("ska_lm", "banks", "minhash_k=64,window=32,stride=16")
+    assert sdpa.fingerprint == grid.fingerprint
+    assert sdpa.workspace().name == "sdpa"  # its own path: what dvc.yaml's foreach names
+
+
+def test_fingerprint_ignores_params_the_stage_does_not_read(tmp_path):
+    before = plan_of(tmp_path)
+    after = plan_of(tmp_path, lambda s: s["params"].update(lr=1.0e-2))
+    for stage in ("download", "tokenize", "banks"):
+        assert {n.fingerprint for n in stage_nodes(before, stage)} == {n.fingerprint for n in stage_nodes(after, stage)}
+    assert not {n.fingerprint for n in stage_nodes(before, "train")} & {n.fingerprint for n in stage_nodes(after, "train")}
+
+
+def test_one_grid_value_changes_only_the_nodes_it_touches(tmp_path):
+    before = plan_of(tmp_path)
+    after = plan_of(tmp_path, lambda s: s["grid"].update(minhash_k=[32, 128]))
+    changed = {k for k, n in after.nodes.items() if k not in before.nodes or before.nodes[k].fingerprint != n.fingerprint}
+    stages = sorted({stage for _, stage, _ in changed})
+    assert stages == ["banks", "evaluate", "report", "train"]
+    assert all("minhash_k=128" in slug for _, stage, slug in changed if stage != "report")
+    assert len(changed) == 2 + 8 + 8 + 1  # 2 banks, 8 train, 8 evaluate, the report
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda s: s["params"].update(attention="flash"), r"^studies.ska_lm.params.attention: 'flash' is not allowed; choose one of ska, sdpa"),
+        (lambda s: s["cells"].update(x={"attention": "flash"}), r"^studies.ska_lm.cells.x.attention: 'flash' is not allowed"),
+        (lambda s: s["params"].update(learning_rate=0.1), r"^studies.ska_lm.params.learning_rate: no stage of kind 'ska_lm' reads this key"),
+        (lambda s: s["params"].pop("lr"), r"^studies.ska_lm.params.lr: missing: stage 'train' reads it"),
+    ],
+)
+def test_stage_level_validation_names_the_key_path(tmp_path, edit, message):
+    with pytest.raises(ParamsError, match=message):
+        plan_of(tmp_path, edit)
+
+
+def test_every_shipped_params_file_is_valid():
+    for path in [ROOT / "params.yaml", *sorted((ROOT / "configs").glob("*.yaml"))]:
+        assert build(path, RECIPES).nodes, path
+
+
+def test_committed_dvc_yaml_matches_the_studies_structure():
+    plan = build(ROOT / "params.yaml", RECIPES)
+    assert dvcgen.is_current(plan, ROOT / "dvc.yaml"), "run `ablate dvc-yaml --write`"
+
+
+def test_planning_does_not_import_torch_or_the_engines():
+    code = textwrap.dedent(
+        """
+        import sys
+        from pipeline.plan import build
+        from stages import RECIPES
+        build("params.yaml", RECIPES)
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "datasets", "snakemake", "dvc"))
+        print(heavy)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

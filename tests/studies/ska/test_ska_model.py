@@ -1,0 +1,143 @@
+"""Causality of the SKA and SDPA LMs, router top-k, config validation."""
+
+import pytest
+import torch
+
+from studies.ska.banks import add_signatures, build_bank
+from studies.ska.model import CausalLM, LMConfig
+
+V, L, W, STRIDE, K = 11, 20, 4, 2, 16
+
+
+def _cfg(**kw):
+    base = dict(
+        vocab_size=V,
+        seq_len=L,
+        d_model=16,
+        n_layers=2,
+        n_heads=2,
+        window=W,
+        stride=STRIDE,
+        minhash_k=K,
+        score_mode="delta_plus_dot",
+        beta=0.5,
+    )
+    return LMConfig(**{**base, **kw})
+
+
+def _bank(tokens):
+    """As the pipeline does: the bank is built from exactly the tokens the model reads."""
+    return add_signatures(build_bank(tokens, W, STRIDE), k=K, seed=3, vocab_size=V)
+
+
+def _model(cfg, seed=0):
+    torch.manual_seed(seed)
+    model = CausalLM(cfg).eval()
+    with torch.no_grad():  # move the gates off their init so every path carries signal
+        for name, p in model.named_parameters():
+            if name.endswith("rho"):
+                p.fill_(1.0)
+            elif name.endswith("alpha"):
+                p.fill_(0.7)
+    return model
+
+
+CASES = {
+    "ska_dense": dict(router_topk=0, adapter_rank=0),
+    "ska_top2_adapter": dict(router_topk=2, adapter_rank=3),
+    "ska_dense_adapter_intersect": dict(adapter_rank=3, score_mode="intersect_plus_dot"),
+    "ska_top1_rbf": dict(router_topk=1, score_mode="delta_rbf"),
+    "sdpa": dict(attention="sdpa"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_changing_token_t_plus_1_leaves_logits_up_to_t_bit_identical(case):
+    cfg = _cfg(**CASES[case])
+    model = _model(cfg)
+    g = torch.Generator().manual_seed(1)
+    tokens = torch.randint(0, V, (3, L), generator=g)
+    with torch.no_grad():
+        ref = model(tokens, _bank(tokens))
+        # 2,3,4: around the first window end (4); 7,8: a stride boundary; 17,18: the tail
+        for t in (0, 2, 3, 4, 5, 7, 8, 11, 17, 18):
+            changed = tokens.clone()
+            changed[:, t + 1] = (changed[:, t + 1] + 1 + torch.arange(3)) % V
+            out = model(changed, _bank(changed))
+            assert torch.equal(out[:, : t + 1], ref[:, : t + 1]), f"leak at t={t}"
+            assert not torch.equal(out[:, t + 1 :], ref[:, t + 1 :])  # the change is seen
+
+
+def test_sets_reach_tokens_beyond_the_conv_window():
+    """SKA must carry information the width-w causal conv cannot: from >w tokens back."""
+    model = _model(_cfg())
+    tokens = torch.randint(0, V, (1, L), generator=torch.Generator().manual_seed(2))
+    changed = tokens.clone()
+    changed[0, 0] = (changed[0, 0] + 1) % V
+    with torch.no_grad():
+        a, b = model(tokens, _bank(tokens)), model(changed, _bank(changed))
+    # 2 layers of width-4 convs reach 6 positions; position 15 hears token 0 only via sets
+    assert not torch.equal(a[0, 15], b[0, 15])
+
+
+def test_router_topk_at_least_n_sets_equals_dense():
+    tokens = torch.randint(0, V, (2, L), generator=torch.Generator().manual_seed(4))
+    bank = _bank(tokens)
+    n_sets = bank.padded().valid.shape[1]
+    with torch.no_grad():
+        dense = _model(_cfg(router_topk=0, adapter_rank=2))(tokens, bank)
+        for k in (n_sets, n_sets + 5):
+            out = _model(_cfg(router_topk=k, adapter_rank=2))(tokens, bank)
+            assert torch.equal(out, dense)
+        sparse = _model(_cfg(router_topk=1, adapter_rank=2))(tokens, bank)
+    assert not torch.equal(sparse, dense)
+
+
+def test_beta_zero_model_has_no_content_projections_and_runs():
+    model = _model(_cfg(beta=0.0))
+    assert not any(n.endswith((".a.weight", ".b.weight")) for n, _ in model.named_parameters())
+    tokens = torch.randint(0, V, (2, L))
+    assert torch.isfinite(model(tokens, _bank(tokens))).all()
+
+
+def test_models_differ_only_in_token_mixing_and_count_params():
+    ska, sdpa = CausalLM(_cfg()), CausalLM(_cfg(attention="sdpa"))
+    assert ska.n_params() > 0 and sdpa.n_params() > 0
+    assert ska.head.weight is ska.tok.weight  # tied head
+    shared = {n for n, _ in sdpa.named_parameters() if ".att." not in n and "norm_att" not in n}
+    assert shared <= {n for n, _ in ska.named_parameters()}
+
+
+def test_gradients_reach_every_ska_parameter():
+    model = _model(_cfg(adapter_rank=2, router_topk=3)).train()
+    tokens = torch.randint(0, V, (2, L), generator=torch.Generator().manual_seed(5))
+    model(tokens, _bank(tokens)).logsumexp(-1).sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(attention="flash"), "attention"),
+        (dict(score_mode="cos"), "score_mode"),
+        (dict(backend="keops_missing"), "backend"),
+        (dict(stride=5), "stride"),
+        (dict(router_topk=-1), "router_topk"),
+        (dict(d_model=15), "n_heads"),
+        (dict(mixer="band"), "mixer"),
+    ],
+)
+def test_config_errors_name_the_field(kw, match):
+    with pytest.raises(ValueError, match=match):
+        _cfg(**kw)
+
+
+def test_ska_refuses_a_missing_or_mismatched_bank():
+    model = CausalLM(_cfg())
+    tokens = torch.randint(0, V, (2, L))
+    with pytest.raises(ValueError, match="bank"):
+        model(tokens, None)
+    other = add_signatures(build_bank(tokens, 6, 3), k=K, seed=3, vocab_size=V)
+    with pytest.raises(ValueError, match="window"):
+        model(tokens, other)

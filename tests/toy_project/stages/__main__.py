@@ -1,0 +1,6 @@
+import sys
+
+from pipeline.runner import main
+from stages import RECIPES
+
+sys.exit(main(RECIPES))

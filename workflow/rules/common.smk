@@ -1,0 +1,44 @@
+# Thin adapter to pipeline.plan: the plan decides nodes, paths and dependencies; the
+# rules only schedule. Parsing this file validates params.yaml and rewrites the
+# per-node fingerprint files whose content changed (they are the rules' tracked inputs,
+# so a comment edit triggers nothing and a real change triggers exactly its nodes).
+import sys
+
+sys.path.insert(0, workflow.basedir)
+
+from pipeline import plan as _plan  # noqa: E402
+from pipeline.params import ParamsError  # noqa: E402
+from stages import RECIPES  # noqa: E402
+
+try:
+    PLAN = _plan.build(f"{workflow.basedir}/params.yaml", RECIPES)
+except ParamsError as _error:
+    raise WorkflowError(f"params.yaml is invalid: {_error}") from None
+PLAN.write_fingerprint_files()
+ART = _plan.artifacts_root().relative_to(workflow.basedir) if _plan.artifacts_root().is_relative_to(workflow.basedir) else _plan.artifacts_root()
+
+
+def _meta(node):
+    return f"{node.workspace(ART)}/meta.json"
+
+
+def all_targets(study=None):
+    return [_meta(n) for n in PLAN.nodes.values() if study in (None, n.study)]
+
+
+def node_of(wildcards, stage=None):
+    return PLAN.node(wildcards.study, stage or wildcards.stage, getattr(wildcards, "slug", _plan.BASE))
+
+
+def node_inputs(stage=None):
+    """Input function: the node's fingerprint file and its upstream nodes' meta.json."""
+
+    def inputs(wildcards):
+        node = node_of(wildcards, stage)
+        return [str(node.fingerprint_file(ART))] + [_meta(u) for u in PLAN.upstream_nodes(node)]
+
+    return inputs
+
+
+def node_threads(stage=None):
+    return lambda wildcards: node_of(wildcards, stage).spec.threads

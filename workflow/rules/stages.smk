@@ -1,0 +1,44 @@
+# Two generic rules cover every stage of every study, so a recipe can add a stage
+# without touching the workflow. Each runs the same command as dvc.yaml.
+
+STUDIES = list(PLAN.studies)
+
+
+wildcard_constraints:
+    study="|".join(STUDIES) or "no-study",
+    stage="[^/]+",
+    slug="[^/]+",
+
+
+# `snakemake --cores 2 ska_lm` builds one study.
+for _study in STUDIES:
+
+    rule:
+        name:
+            _study
+        input:
+            all_targets(_study),
+
+
+rule stage:
+    input:
+        node_inputs(),
+    output:
+        f"{ART}/{{study}}/{{stage}}/{{slug}}/meta.json",
+    log:
+        f"{ART}/.logs/{{study}}/{{stage}}/{{slug}}.log",
+    threads: node_threads()
+    shell:
+        "python -m stages {wildcards.study} {wildcards.stage} {wildcards.slug} > {log} 2>&1"
+
+
+rule report:
+    input:
+        node_inputs("report"),
+    output:
+        f"{ART}/reports/{{study}}/meta.json",
+    log:
+        f"{ART}/.logs/{{study}}/report.log",
+    threads: node_threads("report")
+    shell:
+        "python -m stages {wildcards.study} report base > {log} 2>&1"
