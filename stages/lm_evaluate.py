@@ -13,7 +13,7 @@ SPEC = StageSpec(
     reads=("eval_batch_size",),
     needs=("tokenize", "banks", "train"),
     code=("studies.ska.train",),
-    threads=2,
+    threads=1,  # small models: two cells in parallel beat one cell on two threads
 )
 
 

@@ -48,7 +48,7 @@ class SudokuBaselineConfig:
     d_model: int = 512
     n_heads: int = 8
     d_ff: int = 2048
-    n_layers: int = 8
+    n_layers: int = 6  # the source's Sudoku baseline depth
     vocab: int = 10
     seq_len: int = 81
     num_puzzles: int = 1

@@ -124,10 +124,12 @@ class HybridHRM(nn.Module):
                 keep = last and (cfg.grad_mode == "last_h_cycle" or j == cfg.L_cycles - 1)
                 with torch.set_grad_enabled(grad_on and keep):
                     z_L, s_L, a, h = self.L_level(z_L, z_H + e, s_L)
-                rec["L"].append(a), rec["ent"].append(h)
+                rec["L"].append(a)
+                rec["ent"].append(h)
             with torch.set_grad_enabled(grad_on and last):
                 z_H, s_H, a, h = self.H_level(z_H, z_L, s_H)
-            rec["H"].append(a), rec["ent"].append(h)
+            rec["H"].append(a)
+            rec["ent"].append(h)
         return z_H, z_L, s_L, s_H
 
     def _logits(self, z_H: Tensor) -> Tensor:
@@ -148,7 +150,8 @@ class HybridHRM(nn.Module):
                 step_logits.append(self._logits(z_H))
                 if self.q_head is not None:
                     q = self.q_head(z_H.mean(1))  # [B, 2] from mean-pooled z_H
-                    q_h.append(q[:, 0]), q_c.append(q[:, 1])
+                    q_h.append(q[:, 0])
+                    q_c.append(q[:, 1])
             if K == 1:
                 break
             # carry to the next outer step without its graph (O(1) memory in K)

@@ -49,7 +49,7 @@ class MazeConfig:
     dropout: float = 0.0
     R: int = 4  # PoH refinement passes
     T: int = 4  # PoH slow-state period, in controller calls
-    temperature: float = 1.0
+    temperature: float = 2.0  # routing softmax τ; the source controller's default
     topk: int | None = None
     d_ctrl_ratio: float = 0.5  # controller width / d_model (the source used d/2 here)
     routing_point: str = "pre_proj"
@@ -64,8 +64,16 @@ class MazeConfig:
         check_min(own, "n", self.n, 2)
         if self.d_model % self.n_heads:
             raise ValueError(f"{own}.d_model={self.d_model} is not a multiple of n_heads")
-        if not 0 < self.d_ctrl_ratio <= 4 or not 0 <= self.dropout < 1 or self.temperature <= 0:
-            raise ValueError(f"{own}: need 0<d_ctrl_ratio<=4, 0<=dropout<1, temperature>0")
+        for name, ok, rule in (
+            ("d_ctrl_ratio", 0 < self.d_ctrl_ratio <= 4, "in (0, 4]"),
+            ("dropout", 0 <= self.dropout < 1, "in [0, 1)"),
+            ("temperature", self.temperature > 0, "> 0"),
+        ):
+            if not ok:
+                raise ValueError(f"{own}.{name}={getattr(self, name)!r} must be {rule}")
+        for name in ("use_cnn", "refine_learnable"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{own}.{name}={getattr(self, name)!r} is not one of (True, False)")
         if self.topk is not None and not 1 <= self.topk <= self.n_heads:
             raise ValueError(f"{own}.topk={self.topk!r} must be None or in 1..{self.n_heads}")
         check_choice(own, "routing_point", self.routing_point, ROUTING_POINTS)
@@ -214,7 +222,8 @@ class MazePoH(nn.Module):
         for _ in range(self.cfg.R):
             s, state, a, e = self.stack(h, None, state)  # state carried across passes
             h = h + self.refine_rate * (s - h)
-            alphas.append(a), ents.append(e)
+            alphas.append(a)
+            ents.append(e)
         alpha, ent = torch.cat(alphas), torch.cat(ents)  # [R·calls, B, H], [R·calls, B]
         return MazeOutput(self.head(h, current), alpha.detach(), ent.mean(0))
 

@@ -1,6 +1,5 @@
 """Hybrid PoH-HRM Sudoku solver, its config, ACT, and the Sudoku baseline."""
 
-import dataclasses
 import math
 
 import pytest
@@ -148,16 +147,15 @@ def test_baseline_shares_embedding_and_head_shapes():
 
 def test_hrm_overfits_eight_easy_puzzles():
     torch.manual_seed(0)
-    cfg = HRMConfig(**{**TINY, "d_model": 64, "d_ff": 128, "L_cycles": 2, "H_cycles": 1})
-    model = HybridHRM(dataclasses.replace(cfg, temperature=1.0))
+    model = HybridHRM(HRMConfig(**{**TINY, "H_cycles": 1}, temperature=1.0))
     x, y = easy_puzzles(8, 8)
     blank = x == 0
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     losses = []
-    for _ in range(50):
+    for _ in range(40):
         loss = F.cross_entropy(model(x).logits[blank], y[blank])
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
+    assert sum(losses[-5:]) / 5 < 0.25 * sum(losses[:5]) / 5

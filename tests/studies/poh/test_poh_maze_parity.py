@@ -102,3 +102,10 @@ def test_parity_lands_within_ten_percent_keeping_heads():
 def test_parity_raises_when_no_width_fits():
     with pytest.raises(ValueError, match="more than 10% from the target"):
         match_width(lambda dm, ff: MazePoH(replace(CFG, d_model=dm, d_ff=ff)), 10, 4, 2, 2.0)
+
+
+def test_maze_config_errors_name_the_field():
+    with pytest.raises(ValueError, match=r"MazeConfig\.route_every='sometimes'"):
+        MazeConfig(route_every="sometimes")
+    with pytest.raises(ValueError, match=r"MazeConfig\.dropout=1\.5"):
+        MazeConfig(dropout=1.5)
