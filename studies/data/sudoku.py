@@ -23,11 +23,8 @@ import numpy as np
 
 from studies.data import sudoku_solver
 
-KEYS = ("puzzles", "solutions", "givens", "rating")
 _ROWS = np.arange(81).reshape(9, 9)
-_BOXES = np.array(
-    [[(b // 3 * 3 + i // 3) * 9 + b % 3 * 3 + i % 3 for i in range(9)] for b in range(9)]
-)
+_BOXES = np.array([[(b // 3 * 3 + i // 3) * 9 + b % 3 * 3 + i % 3 for i in range(9)] for b in range(9)])
 UNITS = np.concatenate([_ROWS, _ROWS.T, _BOXES])  # [27, 9] cell indices of rows, columns, boxes
 UNITS.setflags(write=False)
 
@@ -47,18 +44,18 @@ def generate_one(seed: int, max_givens: int = 25, target_givens: int = 0, min_gu
     `min_guesses` guesses (counted while proving uniqueness) to rate it.
     """
     if max_givens < 17 or target_givens > max_givens:
-        raise ValueError(f"need 17 <= max_givens and target_givens <= max_givens, got "
-                         f"max_givens={max_givens}, target_givens={target_givens}")
+        raise ValueError(
+            f"need 17 <= max_givens and target_givens <= max_givens, got "
+            f"max_givens={max_givens}, target_givens={target_givens}"
+        )
     rng = random.Random(seed)
     attempts = 0
     while True:
         attempts += 1
         solution = sudoku_solver.random_full_grid(rng)
         puzzle = solution.copy()
-        order = list(range(81))
-        rng.shuffle(order)
         givens = 81
-        for cell in order:
+        for cell in rng.sample(range(81), 81):  # removal order
             if givens <= target_givens:
                 break
             if not sudoku_solver.has_other_solution(puzzle, cell, solution[cell]):
@@ -74,8 +71,15 @@ def _generate_job(job):
     return generate_one(*job)
 
 
-def generate(n: int, seed: int, max_givens: int = 25, target_givens: int = 0,
-             min_guesses: int = 0, workers: int = 1, progress: bool = True) -> dict[str, np.ndarray]:
+def generate(
+    n: int,
+    seed: int,
+    max_givens: int = 25,
+    target_givens: int = 0,
+    min_guesses: int = 0,
+    workers: int = 1,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
     """`n` unique-solution puzzles as arrays (see module docstring), plus `attempts` [N]
     (full grids drawn per kept puzzle). ~40 puzzles/s per worker at the defaults."""
     from tqdm import tqdm
@@ -124,7 +128,7 @@ def load_csv(path, fmt: str = "auto") -> dict[str, np.ndarray]:
 
     path = Path(path)
     with open(path) as f:
-        header = [h.strip() for h in f.readline().split(",")]
+        header = [h.strip().strip('"') for h in f.readline().split(",")]
     if fmt == "auto":
         fmt = "extreme" if "question" in header else "enso"
     if fmt not in _FORMATS:
@@ -135,8 +139,7 @@ def load_csv(path, fmt: str = "auto") -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: format {fmt!r} needs columns {missing}; header is {header}")
     cols = [c for c in (q_col, a_col, r_col) if c]
     types = {q_col: pa.string(), a_col: pa.string()}
-    table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
-        include_columns=cols, column_types=types))
+    table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(include_columns=cols, column_types=types))
     puzzles = _digits(table.column(q_col), f"{path}: column {q_col!r}")
     solutions = _digits(table.column(a_col), f"{path}: column {a_col!r}")
     if r_col:
@@ -144,8 +147,12 @@ def load_csv(path, fmt: str = "auto") -> dict[str, np.ndarray]:
     else:
         rating = np.full(len(puzzles), -1, dtype=np.int32)
     check_pairs(puzzles, solutions, where=str(path))
-    return {"puzzles": puzzles, "solutions": solutions,
-            "givens": (puzzles > 0).sum(1).astype(np.uint8), "rating": rating}
+    return {
+        "puzzles": puzzles,
+        "solutions": solutions,
+        "givens": (puzzles > 0).sum(1).astype(np.uint8),
+        "rating": rating,
+    }
 
 
 def _digits(column, where: str) -> np.ndarray:
@@ -179,8 +186,11 @@ def check_pairs(puzzles: np.ndarray, solutions: np.ndarray, where: str = "data")
     full = (solutions > 0).all(1)
     valid = is_valid_solution(solutions)
     agrees = ((puzzles == 0) | (puzzles == solutions)).all(1)
-    for ok, what in ((full, "solution has a blank"), (valid, "solution breaks a Sudoku rule"),
-                     (agrees, "solution disagrees with a given of the puzzle")):
+    for ok, what in (
+        (full, "solution has a blank"),
+        (valid, "solution breaks a Sudoku rule"),
+        (agrees, "solution disagrees with a given of the puzzle"),
+    ):
         if not ok.all():
             _bad(where, int(np.flatnonzero(~ok)[0]), what)
 
@@ -238,7 +248,8 @@ def _apply(x, pos, digit_map):
     if isinstance(x, np.ndarray):
         moved = np.take_along_axis(x, pos, axis=1)
         return np.take_along_axis(digit_map, moved.astype(np.int64), axis=1).astype(x.dtype)
-    moved = x.gather(1, x.new_tensor(pos).long())  # torch, without importing it here
+    # torch, without importing it here; new_tensor casts to x's dtype, and pos < 81 fits any
+    moved = x.gather(1, x.new_tensor(pos).long())
     return x.new_tensor(digit_map).long().gather(1, moved.long()).to(x.dtype)
 
 
@@ -254,8 +265,13 @@ def _row_keys(puzzles: np.ndarray) -> np.ndarray:
     return p.view(np.dtype((np.void, 81))).ravel()
 
 
-def split(data: dict, val_frac: float = 0.1, n: int | None = None, seed: int = 0,
-          exclude: np.ndarray | None = None) -> tuple[dict, dict]:
+def split(
+    data: dict,
+    val_frac: float = 0.1,
+    n: int | None = None,
+    seed: int = 0,
+    exclude: np.ndarray | None = None,
+) -> tuple[dict, dict]:
     """Seeded train/val split with no puzzle in both.
 
     Drops exact duplicate puzzles (keeping the first) and any puzzle in `exclude` (e.g. the

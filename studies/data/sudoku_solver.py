@@ -23,15 +23,9 @@ ALL = 0x1FF  # all nine candidates
 def _tables():
     rows = [[r * 9 + c for c in range(9)] for r in range(9)]
     cols = [[r * 9 + c for r in range(9)] for c in range(9)]
-    boxes = [
-        [(br * 3 + i) * 9 + bc * 3 + j for i in range(3) for j in range(3)]
-        for br in range(3)
-        for bc in range(3)
-    ]
+    boxes = [[(br * 3 + i) * 9 + bc * 3 + j for i in range(3) for j in range(3)] for br in range(3) for bc in range(3)]
     units = tuple(tuple(u) for u in rows + cols + boxes)
-    peers = tuple(
-        tuple(sorted({p for u in units if i in u for p in u} - {i})) for i in range(81)
-    )
+    peers = tuple(tuple(sorted({p for u in units if i in u for p in u} - {i})) for i in range(81))
     return units, peers
 
 

@@ -55,9 +55,7 @@ def test_deadly_rectangle_has_exactly_two_solutions_checked_by_brute_force():
         for r1, r2 in itertools.combinations(range(9), 2)
         if r1 // 3 == r2 // 3
         for c1, c2 in itertools.combinations(range(9), 2)
-        if c1 // 3 != c2 // 3
-        and full[r1, c1] == full[r2, c2]
-        and full[r1, c2] == full[r2, c1]
+        if c1 // 3 != c2 // 3 and full[r1, c1] == full[r2, c2] and full[r1, c2] == full[r2, c1]
     )
     r1, r2, c1, c2 = rect
     cells = [(r1, c1), (r1, c2), (r2, c1), (r2, c2)]
@@ -69,7 +67,7 @@ def test_deadly_rectangle_has_exactly_two_solutions_checked_by_brute_force():
     brute = 0
     for values in itertools.product(sorted(digits), repeat=4):
         g = puzzle.copy()
-        for rc, v in zip(cells, values):
+        for rc, v in zip(cells, values, strict=True):
             g[rc] = v
         brute += sudoku.is_valid_solution(g.reshape(81))
     assert brute == 2
@@ -170,7 +168,7 @@ def test_load_csv_rejects_answer_that_contradicts_givens(tmp_path):
     q, a = FAMOUS["inkala_2012"]
     other = FAMOUS["ai_escargot"][1]  # a valid grid, but not this puzzle's
     f = write(tmp_path / "x.csv", f"source,question,answer,rating\ns,{q},{a},1\ns,{q},{other},2\n")
-    with pytest.raises(ValueError, match="row 1 .* disagrees with a given"):
+    with pytest.raises(ValueError, match=r"row 1 .* disagrees with a given"):
         sudoku.load_csv(f)
 
 
