@@ -104,9 +104,11 @@ class MLP(nn.Module):
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: LMConfig):
+    """Multi-head SDPA; ``causal=False`` (ViT, denoisers) lets every token see every token."""
+
+    def __init__(self, cfg: LMConfig, causal: bool = True):
         super().__init__()
-        self.h, self.p = cfg.n_heads, cfg.dropout
+        self.h, self.p, self.causal = cfg.n_heads, cfg.dropout, causal
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.out = nn.Linear(cfg.d_model, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
@@ -115,17 +117,24 @@ class CausalSelfAttention(nn.Module):
         B, L, D = x.shape
         qkv = self.qkv(x).view(B, L, 3, self.h, D // self.h)  # [B, L, 3, H, Dh]
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [B, H, L, Dh]
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.p if self.training else 0.0)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, dropout_p=self.p if self.training else 0.0)
         return self.drop(self.out(y.transpose(1, 2).reshape(B, L, D)))
 
 
 class CausalConv(nn.Module):
-    """Depthwise conv of width w, left-padded: output t sees inputs t-w+1 .. t only."""
+    """Depthwise conv of width w, left-padded: output t sees inputs t-w+1 .. t only.
+
+    Zero-initialized, so the residual branch starts as the identity. PyTorch's default init
+    sums w layer-normed past tokens into a signal ~50x louder than the token's own 0.02-std
+    embedding; the model then cannot tell which token it is at and stalls at unigram loss.
+    """
 
     def __init__(self, cfg: LMConfig):
         super().__init__()
         self.w = cfg.window
         self.conv = nn.Conv1d(cfg.d_model, cfg.d_model, cfg.window, groups=cfg.d_model)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
 
     def forward(self, x: Tensor) -> Tensor:  # [B, L, D]
         y = self.conv(F.pad(x.transpose(1, 2), (self.w - 1, 0)))  # [B, D, L]
@@ -133,12 +142,16 @@ class CausalConv(nn.Module):
 
 
 class SetKernelAttention(nn.Module):
-    """Sets attend to sets (kernel), then tokens read set outputs through a router."""
+    """Sets attend to sets (kernel), then tokens read set outputs through a router.
 
-    def __init__(self, cfg: LMConfig):
+    ``causal=False`` (images, denoisers): every set attends to every set and every token may
+    read every set; the LM keeps the default ``causal=True``.
+    """
+
+    def __init__(self, cfg: LMConfig, causal: bool = True):
         super().__init__()
         D, r = cfg.d_model, cfg.adapter_rank
-        self.cfg = cfg
+        self.cfg, self.causal = cfg, causal
         # content term beta·(A Φ^)·(B Φ^): absent (no A, B, no matmul) when beta == 0
         has_dot = cfg.score_mode in ("delta_plus_dot", "intersect_plus_dot", "dot")
         self.content = has_dot and cfg.beta_value != 0
@@ -178,13 +191,15 @@ class SetKernelAttention(nn.Module):
             tau=c.tau,
             eta=c.eta,
             score_mode=c.score_mode,
-            causal=True,
+            causal=self.causal,
             backend=c.backend,
         )  # [B, S, D]
-        # router over the sets token t may read: window finished, set_end <= t + 1
-        L, S = x.shape[1], pb.valid.shape[1]
-        t1 = torch.arange(1, L + 1, device=x.device)[None, :, None]  # [1, L, 1]
-        readable = pb.valid[:, None, :] & (pb.end[:, None, :] <= t1)  # [B, L, S]
+        # router over the sets token t may read: causal, window finished (set_end <= t + 1)
+        B, L, S = x.shape[0], x.shape[1], pb.valid.shape[1]
+        readable = pb.valid[:, None, :].expand(B, L, S)  # [B, L, S]
+        if self.causal:
+            t1 = torch.arange(1, L + 1, device=x.device)[None, :, None]  # [1, L, 1]
+            readable = readable & (pb.end[:, None, :] <= t1)
         logits = self.w_g(x) @ self.w_d(phi).transpose(1, 2)  # [B, L, S]
         logits = logits.masked_fill(~readable, float("-inf"))
         if 0 < c.router_topk < S:
