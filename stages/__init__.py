@@ -14,4 +14,5 @@ RECIPES: dict[str, tuple[str, ...]] = {
         "stages.lm_evaluate",
         "stages.lm_report",
     ),
+    "ska_minhash": ("stages.ska_delta", "stages.ska_delta_report"),
 }

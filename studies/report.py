@@ -12,9 +12,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
 
-def write_table(rows: list[dict], stem: Path, sort_by: str) -> pl.DataFrame:
-    """Write ``stem``.csv and ``stem``.md, sorted by ``sort_by`` ascending; returns the frame."""
+def write_table(rows: list[dict], stem: Path, sort_by: str, first: tuple[str, ...] = ()) -> pl.DataFrame:
+    """Write ``stem``.csv and ``stem``.md sorted by ``sort_by``, ``first`` columns leading."""
     df = pl.DataFrame(rows, infer_schema_length=None).sort(sort_by, nulls_last=True)
+    df = df.select([*first, *(c for c in df.columns if c not in first)])
     df.write_csv(stem.with_suffix(".csv"))
     shown = df.with_columns(pl.col(pl.Float64).round(4))
     with pl.Config(tbl_formatting="ASCII_MARKDOWN", tbl_hide_column_data_types=True,
@@ -69,3 +70,19 @@ def facet_plot(rows: list[dict], keys: list[str], x: str, hue: str, metric: str,
         fig.savefig(path.with_name("train_curves.png"), dpi=120)
         plt.close(fig)
 
+
+
+def histograms(series: dict[str, list[float]], path: Path, xlabel: str, title: str, bins: int = 40) -> None:
+    """One histogram panel per named series, sharing the x range so widths compare."""
+    lo = min(min(v) for v in series.values())
+    hi = max(max(v) for v in series.values())
+    fig, axs = plt.subplots(1, len(series), figsize=(3.2 * len(series), 3), sharex=True, squeeze=False)
+    for ax, (name, values) in zip(axs[0], series.items()):
+        ax.hist(values, bins=bins, range=(lo, hi), color="tab:blue", alpha=0.8)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
