@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
 
-from pipeline import dvcgen, status
+import yaml
+
+from pipeline import dvcgen, runner, status, sweep
 from pipeline import plan as plan_mod
 from pipeline.codehash import ROOT
 from pipeline.params import ParamsError
@@ -127,6 +130,39 @@ def cmd_gc(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    plan = _plan(args)
+    study = plan.studies[args.study]
+    last = [name for name, (_, spec) in plan.stages[study.kind].items() if not spec.gather][-1]
+    metric = args.metric or f"{last}/{study.params.get('report_metric', 'loss')}"  # as `ablate cell` logs it
+    config = sweep.sweep_config(study, metric, args.goal)
+    out = Path(args.out or ROOT / "sweeps" / f"{args.study}.yaml")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(f"# W&B grid sweep over {args.study}. Run: wandb sweep {out.name}, then wandb agent <id>\n"
+                   + yaml.safe_dump(config, sort_keys=False))
+    print(f"wrote {out} ({len(study.cells) - sum(c.named for c in study.cells)} grid cells)")
+    return 0
+
+
+def cmd_cell(args) -> int:
+    """Build one grid cell's nodes (store hits or computes), then log its metrics to W&B."""
+    plan = _plan(args)
+    study = plan.studies[args.study]
+    values = dict(item.removeprefix("--").split("=", 1) for item in args.values)
+    cell = sweep.cell_from_args(study, values)
+    for stage, (_, spec) in plan.stages[study.kind].items():
+        if not spec.gather:
+            node = plan.by_cell[study.name, cell.name, stage]
+            code = runner.build(plan, node, Store())
+            if code:
+                return code
+    metrics = sweep.cell_metrics(plan, study.name, cell.name)
+    if os.environ.get("WANDB_MODE") != "disabled":
+        print(f"W&B run: {sweep.log_to_wandb(study, cell, metrics)}")
+    print(json.dumps(metrics, indent=1))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ablate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -151,6 +187,15 @@ def parser() -> argparse.ArgumentParser:
     add("fingerprints", cmd_fingerprints, "Rewrite the per-node fingerprint files that changed (dvc.yaml runs this).")
     sp = add("dvc-yaml", cmd_dvc_yaml, "Print dvc.yaml as generated from the studies' structure.")
     sp.add_argument("--write", action="store_true", help="write it to dvc.yaml")
+    sp = add("sweep", cmd_sweep, "Write a W&B grid sweep config (sweeps/<study>.yaml) over a study's axes.")
+    sp.add_argument("study")
+    sp.add_argument("--metric", help="metric to optimise (default: <last stage>/<report_metric>)")
+    sp.add_argument("--goal", default="minimize", choices=("minimize", "maximize"))
+    sp.add_argument("--out", help="output path (default: sweeps/<study>.yaml)")
+    sp = add("cell", cmd_cell, "Build one grid cell, given as --axis=value flags (what a W&B sweep agent runs), "
+             "and log its metrics to a W&B run (offline by default; WANDB_MODE=disabled logs nothing).")
+    sp.add_argument("study")
+    sp.add_argument("values", nargs=argparse.REMAINDER, help="--axis=value for every axis of the grid")
     sp = add("verify", cmd_verify, "Re-hash every store entry against its recorded file hashes.")
     sp.add_argument("--fix", action="store_true", help="drop corrupt entries")
     sp = add("gc", cmd_gc, "Remove store entries no current node or workspace references (dry run by default).")

@@ -154,3 +154,14 @@ def test_verify_finds_a_corrupted_entry_and_the_rebuild_recomputes_it(project):
     n = len(project.builds())
     project.snakemake("--forceall")
     assert sum(project.computed(n).values()) >= 1  # the dropped entry is computed again
+
+
+def test_a_sweep_run_builds_its_cell_through_the_store_and_writes_an_offline_wandb_run(project):
+    project.snakemake()
+    n = len(project.builds())
+    project.env["WANDB_MODE"] = "offline"
+    out = project.run("python", "-m", "ablate", "cell", "toy", "--seed=1", "--exponent=3").stdout
+    assert project.computed(n) == {}  # the engines had built it: the sweep run only restores
+    assert '"power/total"' in out
+    runs = list((project.path / "artifacts/.wandb/wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("run-*.wandb")), "no W&B run file written"
