@@ -163,6 +163,48 @@ def cmd_cell(args) -> int:
     return 0
 
 
+def cmd_memory_safe(args) -> int:
+    """Estimate every cell's peak against free memory; refuse cells that cannot fit; suggest a preset."""
+    import importlib
+    from dataclasses import replace
+
+    from studies.ska.memory import MARGIN, available_bytes, estimate, preset
+
+    plan = _plan(args)
+    study = plan.studies[args.study]
+    modules = [importlib.import_module(m) for m, _ in plan.stages[study.kind].values()]
+    shaper = next((m.memory_shape for m in modules if hasattr(m, "memory_shape")), None)
+    if shaper is None:
+        raise ParamsError(f"studies.{study.name}", f"kind {study.kind!r} has no memory model")
+    free, where = (args.budget_gb * 2**30, "given budget") if args.budget_gb else available_bytes(args.device)
+    budget = int(free * (1 - MARGIN))
+    print(f"{where}: {free / 2**30:.2f} GiB; budget after a {MARGIN:.0%} margin: {budget / 2**30:.2f} GiB")
+    refused = []
+    for cell in study.cells:
+        if cell.params.get("attention", "ska") != "ska":
+            continue
+        need = sum(estimate(shaper(cell.params)).values())
+        ok = need <= budget
+        refused += [] if ok else [cell.name]
+        print(f"  {'fits ' if ok else 'REFUSE'} {need / 2**30:8.3f} GiB  {cell.name}")
+    base = shaper(study.params)
+    chosen = preset(base, budget)
+    if chosen is None:
+        print("no window/stride/minhash_k/router_topk fits: reduce batch_size, seq_len or d_model")
+    else:
+        parts = estimate(chosen)
+        top = sorted(parts.items(), key=lambda kv: -kv[1])[:3]
+        print(f"preset (largest bank that fits): window: {chosen.window}, stride: {chosen.stride}, "
+              f"minhash_k: {chosen.minhash_k}, router_topk: {chosen.router_topk}  "
+              f"(estimated {sum(parts.values()) / 2**30:.3f} GiB; largest terms: "
+              + ", ".join(f"{k} {v / 2**20:.0f} MiB" for k, v in top) + ")")
+    if refused:
+        shown = ", ".join(refused[:3]) + (f" and {len(refused) - 3} more (listed above)" if len(refused) > 3 else "")
+        print(f"ablate: error: {len(refused)} cell(s) cannot fit: {shown}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ablate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -196,6 +238,12 @@ def parser() -> argparse.ArgumentParser:
              "and log its metrics to a W&B run (offline by default; WANDB_MODE=disabled logs nothing).")
     sp.add_argument("study")
     sp.add_argument("values", nargs=argparse.REMAINDER, help="--axis=value for every axis of the grid")
+    sp = add("memory-safe", cmd_memory_safe, "Estimate each cell's peak memory against free device memory, "
+             "refuse cells that cannot fit, and print the largest window/stride/minhash_k/router_topk that does. "
+             "Build with ABLATE_MEMORY_SAFE=1 to make train stages refuse such cells before allocating.")
+    sp.add_argument("study")
+    sp.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    sp.add_argument("--budget-gb", type=float, help="pretend this much memory is free (planning for another machine)")
     sp = add("verify", cmd_verify, "Re-hash every store entry against its recorded file hashes.")
     sp.add_argument("--fix", action="store_true", help="drop corrupt entries")
     sp = add("gc", cmd_gc, "Remove store entries no current node or workspace references (dry run by default).")

@@ -47,6 +47,34 @@ def build_model(ctx: Context, config: dict | None = None):
     return CausalLM(LMConfig(**config)), config
 
 
+def memory_shape(p):
+    """The cell's shape for studies.ska.memory (used by `ablate memory-safe` and the guard)."""
+    from studies.ska.memory import Shape
+
+    return Shape(batch=p["batch_size"], seq_len=p["seq_len"], d_model=p["d_model"], n_layers=p["n_layers"],
+                 vocab=p["vocab_size"] if "vocab_size" in p else 0, window=p["window"], stride=p["stride"],
+                 minhash_k=p["minhash_k"], router_topk=p["router_topk"], backend=p["backend"])
+
+
+def memory_guard(ctx: Context, vocab: int) -> None:
+    """With ABLATE_MEMORY_SAFE=1, refuse a cell whose estimated peak does not fit (status: oom).
+
+    An environment switch, not a param: it can refuse a build but never change an artifact.
+    """
+    import os
+    from dataclasses import replace
+
+    from studies.ska.memory import MARGIN, available_bytes, estimate
+
+    if os.environ.get("ABLATE_MEMORY_SAFE") != "1" or ctx.params["attention"] != "ska":
+        return
+    need = sum(estimate(replace(memory_shape(ctx.params), vocab=vocab)).values())
+    free, where = available_bytes()
+    if need > free * (1 - MARGIN):
+        raise MemoryError(f"memory-safe: estimated peak {need / 2**30:.2f} GiB exceeds {where} "
+                          f"{free / 2**30:.2f} GiB less a {MARGIN:.0%} margin; see `ablate memory-safe {ctx.study}`")
+
+
 def run(ctx: Context) -> dict:
     import torch
 
@@ -56,6 +84,7 @@ def run(ctx: Context) -> dict:
     p = ctx.params
     torch.manual_seed(p["train_seed"])  # initial weights
     model, config = build_model(ctx)
+    memory_guard(ctx, config["vocab_size"])
     data = lm_data(ctx, "train", p["seq_len"], p["attention"] == "ska")
     history = train_lm(model, LMBatches(data, p["batch_size"]), p["steps"], p["lr"], p["warmup_steps"],
                        p["weight_decay"], p["grad_clip"], p["train_seed"])
