@@ -11,8 +11,9 @@ from studies.ska import memory
 def test_cli_refuses_cells_over_the_budget_and_names_them(capsys):
     assert main(["memory-safe", "ska_lm", "--budget-gb", "100"]) == 0
     assert main(["memory-safe", "ska_lm", "--budget-gb", "0.01"]) == 1
-    err = capsys.readouterr().err
-    assert "cannot fit" in err and "minhash_k=64,window=64,stride=32" in err
+    captured = capsys.readouterr()
+    assert "17 cell(s) cannot fit" in captured.err  # every SKA cell of the default grid, none of sdpa
+    assert "REFUSE" in captured.out and "minhash_k=64,window=64,stride=32,router_topk=4,adapter_rank=16" in captured.out
 
 
 def test_train_guard_raises_memory_error_only_when_enabled(monkeypatch, tmp_path):
