@@ -14,7 +14,7 @@ from typing import Any
 
 import xxhash
 
-FORMAT = 1  # bump to invalidate every fingerprint (a change of what is hashed, not of code)
+FORMAT = 2  # bump to invalidate every fingerprint (a change of what is hashed, not of code)
 
 
 class UnhashableValue(TypeError):

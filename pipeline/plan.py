@@ -179,7 +179,12 @@ class Plan:
             return node
         if old is not None:
             raise ParamsError(f"studies.{study.name}", f"two cells map to {old.label} with different params")
-        up_fp = {f"{s}/{u}": self.nodes[study.name, s, u].fingerprint for s, u in upstream}
+        # Upstream identity is its fingerprint, never its slug: a slug is a path name that
+        # changes when an axis is added, while the artifact behind it does not.
+        up_fp: dict[str, Any] = {}
+        for s, u in upstream:
+            fp = self.nodes[study.name, s, u].fingerprint
+            up_fp[s] = sorted({*up_fp.get(s, []), fp}) if spec.gather else fp
         inputs = {str(p): file_digest(p) for p in (spec.external(projected) if spec.external else [])}
         parts = {
             "stage": name,

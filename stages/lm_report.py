@@ -1,7 +1,8 @@
-"""report: the study's table (markdown + CSV) and plots, from every cell's metrics.
+"""report: the study's tables (markdown + CSV) and plots, from every cell's metrics.
 
-Named cells (such as the SDPA baseline) are not on the grid: they appear in the table and
-as dashed reference lines in every panel of the plot.
+``table`` has one row per cell; ``summary`` averages cells that differ only in the
+replicate key (the training seed), with sample s.d. and n, and is what the plot shows as
+error bars. Named cells (such as the SDPA baseline) are reference lines in every panel.
 """
 
 from __future__ import annotations
@@ -10,28 +11,35 @@ from pipeline.spec import Context, StageSpec
 
 SPEC = StageSpec(
     name="report",
-    reads=("report_x", "report_hue", "report_metric"),
+    reads=("report_x", "report_hue", "report_metric", "report_replicates"),
     needs=("train", "evaluate"),
     code=("studies.report",),
     gather=True,
 )
+METRICS = ("perplexity", "val_loss", "tokens_per_s", "train_loss", "train_s", "n_params", "peak_rss_mb")
 
 
 def run(ctx: Context) -> dict:
     import json
 
-    from studies.report import facet_plot, write_table
+    from studies.report import curves_plot, facet_plot, replicate_summary, write_table
 
+    p = ctx.params
     rows = []
     for cell, info in ctx.cells.items():
         evaluate = next(u for u in ctx.inputs("evaluate") if cell in u.cells)
         train = next(u for u in ctx.inputs("train") if cell in u.cells)
         rows.append({"cell": cell, "named": info["named"], **info["params"], **train.metrics(),
                      **evaluate.metrics(), "curve": json.loads((train.path / "history.json").read_text())})
-    p, keys = ctx.params, list(next(iter(ctx.cells.values()))["params"])
-    table = write_table([{k: v for k, v in r.items() if k != "curve"} for r in rows], ctx.out / "table",
-                        sort_by=p["report_metric"])
-    facet_plot(rows, keys, x=p["report_x"], hue=p["report_hue"], metric=p["report_metric"],
-               path=ctx.out / f"{p['report_metric']}_vs_{p['report_x']}.png", title=ctx.study)
+    keys = list(next(iter(ctx.cells.values()))["params"])
+    write_table([{k: v for k, v in r.items() if k != "curve"} for r in rows], ctx.out / "table",
+                sort_by=p["report_metric"], first=("cell",))
+    summary = replicate_summary(rows, keys, p["report_replicates"], list(METRICS))
+    table = write_table(summary, ctx.out / "summary", sort_by=p["report_metric"], first=("cell", "n"))
+    facet_plot(summary, [k for k in keys if k != p["report_replicates"]], x=p["report_x"], hue=p["report_hue"],
+               metric=p["report_metric"], path=ctx.out / f"{p['report_metric']}_vs_{p['report_x']}.png",
+               title=f"{ctx.study} (mean ± s.d. over {p['report_replicates']})")
+    curves_plot(rows, ctx.out / "train_curves.png", ctx.study)
     best = table.row(0, named=True)
-    return {"cells": len(rows), "best_cell": best["cell"], f"best_{p['report_metric']}": best[p["report_metric"]]}
+    return {"cells": len(rows), "best": best["cell"], f"best_{p['report_metric']}": best[p["report_metric"]],
+            f"best_{p['report_metric']}_sd": best[f"{p['report_metric']}_sd"]}

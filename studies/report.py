@@ -28,9 +28,9 @@ def write_table(rows: list[dict], stem: Path, sort_by: str, first: tuple[str, ..
 def facet_plot(rows: list[dict], keys: list[str], x: str, hue: str, metric: str, path: Path, title: str) -> None:
     """``metric`` vs ``x``, a line per ``hue`` value, a panel per combination of the other ``keys``.
 
-    Each row is a cell: its varying params, metrics, ``named`` and optionally a loss ``curve``.
-    Named cells (off the grid) are drawn as dashed horizontal references in every panel.
-    A second figure beside it holds every cell's training loss curve.
+    Each row is a cell (or a replicate group): its varying params, metrics, ``named``, and
+    optionally ``<metric>_sd`` drawn as error bars. Named cells (off the grid) are drawn as
+    horizontal references in every panel.
     """
     grid = [r for r in rows if not r["named"]]
     named = [r for r in rows if r["named"]]
@@ -44,9 +44,11 @@ def facet_plot(rows: list[dict], keys: list[str], x: str, hue: str, metric: str,
         sub = [r for r in grid if all(r[k] == v for k, v in combo)]
         for h, group in itertools.groupby(sorted(sub, key=lambda r: (r[hue], r[x])), key=lambda r: r[hue]):
             group = list(group)
-            ax.plot([r[x] for r in group], [r[metric] for r in group], marker="o", label=f"{hue}={h}")
-        for r in named:
-            ax.axhline(r[metric], linestyle="--", color="gray", label=r["cell"])
+            err = [r.get(f"{metric}_sd", 0.0) for r in group]
+            ax.errorbar([r[x] for r in group], [r[metric] for r in group], yerr=err, marker="o", capsize=3,
+                        label=f"{hue}={h}")
+        for r, style, color in zip(named, itertools.cycle(("--", ":", "-.")), itertools.cycle(("black", "tab:red", "tab:purple"))):
+            ax.axhline(r[metric], linestyle=style, color=color, lw=1, label=f"{r['cell']} ({r[metric]:.4g})")
         ax.set_title(", ".join(f"{k}={v}" for k, v in combo) or title, fontsize=9)
         ax.set_xlabel(x)
         ax.set_ylabel(metric)
@@ -57,19 +59,46 @@ def facet_plot(rows: list[dict], keys: list[str], x: str, hue: str, metric: str,
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    if all("curve" in r for r in rows):
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for r in rows:
-            ax.plot([h["step"] for h in r["curve"]], [h["loss"] for h in r["curve"]], lw=0.8, label=r["cell"])
-        ax.set_xlabel("step")
-        ax.set_ylabel("train loss")
-        ax.set_title(f"{title}: training curves")
-        if len(rows) <= 12:
-            ax.legend(fontsize=6)
-        fig.tight_layout()
-        fig.savefig(path.with_name("train_curves.png"), dpi=120)
-        plt.close(fig)
 
+
+def curves_plot(rows: list[dict], path: Path, title: str) -> None:
+    """Every cell's training loss against step."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in rows:
+        ax.plot([h["step"] for h in r["curve"]], [h["loss"] for h in r["curve"]], lw=0.8, label=r["cell"])
+    ax.set_xlabel("step")
+    ax.set_ylabel("train loss")
+    ax.set_title(f"{title}: training curves")
+    if len(rows) <= 12:
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def replicate_summary(rows: list[dict], keys: list[str], replicate: str, metrics: list[str]) -> list[dict]:
+    """Mean, sample s.d. and count of ``metrics`` over cells differing only in ``replicate``.
+
+    Named cells group by their params too (``sdpa`` and ``sdpa_seed1`` form one row, named
+    after the shortest name); grid rows are named by their slug without the replicate part.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["named"], *(r[k] for k in keys if k != replicate)), []).append(r)
+    out = []
+    for members in groups.values():
+        first = members[0]
+        if first["named"]:
+            label = min((m["cell"] for m in members), key=len)
+        else:
+            label = ",".join(p for p in first["cell"].split(",") if not p.startswith(f"{replicate}="))
+        row = {"cell": label, "named": first["named"], **{k: first[k] for k in keys if k != replicate},
+               "n": len(members)}
+        for m in metrics:
+            values = pl.Series([r[m] for r in members], dtype=pl.Float64)
+            row[m], row[f"{m}_sd"] = values.mean(), (values.std() if len(members) > 1 else 0.0)
+        out.append(row)
+    return out
 
 
 def histograms(series: dict[str, list[float]], path: Path, xlabel: str, title: str, bins: int = 40) -> None:

@@ -8,10 +8,10 @@ from pipeline.fingerprint import UnhashableValue, canonical_json, digest, node_f
 def test_digest_value_is_pinned():
     # A change here orphans every store entry: bump fingerprint.FORMAT deliberately instead.
     value = {"b": [1, 2.5, "x", None, True]}
-    assert canonical_json({"kind": "node", "format": 1, "value": value}) == (
-        '{"format":1,"kind":"node","value":{"b":[1,2.5,"x",null,true]}}'
+    assert canonical_json({"kind": "node", "format": 2, "value": value}) == (
+        '{"format":2,"kind":"node","value":{"b":[1,2.5,"x",null,true]}}'
     )
-    assert digest("node", value) == "8c901c1cc27feb4250612cd2425e0cea"  # xxh3-128 of that text
+    assert digest("node", value) == "9a7f08ff70f075f60a0e476f32a34898"  # xxh3-128 of that text
 
 
 def test_canonical_json_sorts_keys_and_keeps_float_repr():

@@ -34,17 +34,17 @@ def stage_nodes(plan, stage):
 def test_default_grid_shares_tokenization_and_banks(tmp_path):
     plan = plan_of(tmp_path)
     study = plan.studies["ska_lm"]
-    assert len(study.cells) == 17
+    assert len(study.cells) == 34  # 2 × 2 × 2 × 2 × 2 seeds, plus the SDPA baseline's two seeds
     assert len(stage_nodes(plan, "tokenize")) == 1
     distinct_banks = {n.fingerprint for n in stage_nodes(plan, "banks")}
-    assert len(distinct_banks) == 4  # minhash_k {32, 64} × two window/stride pairs
-    assert len({n.fingerprint for n in stage_nodes(plan, "train")}) == 17
+    assert len(distinct_banks) == 4  # minhash_k {32, 64} × two window/stride pairs; seeds share them
+    assert len({n.fingerprint for n in stage_nodes(plan, "train")}) == 34
 
 
 def test_named_cell_shares_the_fingerprint_of_the_matching_grid_banks(tmp_path):
     plan = plan_of(tmp_path)
     sdpa = plan.node("ska_lm", "banks", "sdpa")
-    grid = plan.node("ska_lm", "banks", "minhash_k=64,window=32,stride=16")
+    grid = plan.node("ska_lm", "banks", "minhash_k=64,window=32,stride=16")  # seed does not reach banks
     assert sdpa.fingerprint == grid.fingerprint
     assert sdpa.workspace().name == "sdpa"  # its own path: what dvc.yaml's foreach names
 
@@ -64,7 +64,18 @@ def test_one_grid_value_changes_only_the_nodes_it_touches(tmp_path):
     stages = sorted({stage for _, stage, _ in changed})
     assert stages == ["banks", "evaluate", "report", "train"]
     assert all("minhash_k=128" in slug for _, stage, slug in changed if stage != "report")
-    assert len(changed) == 2 + 8 + 8 + 1  # 2 banks, 8 train, 8 evaluate, the report
+    assert len(changed) == 2 + 16 + 16 + 1  # 2 banks, 16 train, 16 evaluate, the report
+
+
+def test_adding_a_single_valued_axis_renames_paths_but_keeps_every_fingerprint(tmp_path):
+    before = plan_of(tmp_path)
+    after = plan_of(tmp_path, lambda s: s["grid"].update(hash_seed=[0]))  # hash_seed is 0 in params
+    def fingerprints(plan):
+        return {n.fingerprint for n in plan.nodes.values() if n.stage != "report"}
+
+    assert fingerprints(before) == fingerprints(after)  # nothing recomputes
+    assert set(before.nodes) != set(after.nodes)  # though banks/train/evaluate slugs gained hash_seed=0
+    # the report does change: its rows are named by the new slugs and gain a hash_seed column
 
 
 @pytest.mark.parametrize(
