@@ -122,7 +122,9 @@ def cmd_gc(args) -> int:
     """Keep what the current plan or any workspace here references; drop the rest."""
     plan = _plan(args)
     keep = {n.fingerprint for n in plan.nodes.values()}
-    keep |= {m["fingerprint"] for p in plan_mod.artifacts_root().glob("*/*/*/meta.json") if (m := read_meta(p.parent)) and "fingerprint" in m}
+    root = plan_mod.artifacts_root()
+    metas = [*root.glob("*/*/*/meta.json"), *root.glob("reports/*/meta.json")]  # node and report workspaces
+    keep |= {m["fingerprint"] for p in metas if (m := read_meta(p.parent)) and "fingerprint" in m}
     gone = Store().gc(keep, dry_run=not args.yes)
     for item in gone:
         print(("removed " if args.yes else "would remove ") + item)

@@ -2,7 +2,9 @@
 # rules only schedule. Parsing this file validates params.yaml and rewrites the
 # per-node fingerprint files whose content changed (they are the rules' tracked inputs,
 # so a comment edit triggers nothing and a real change triggers exactly its nodes).
+import os
 import sys
+from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)
 
@@ -15,7 +17,7 @@ try:
 except ParamsError as _error:
     raise WorkflowError(f"params.yaml is invalid: {_error}") from None
 PLAN.write_fingerprint_files()
-ART = _plan.artifacts_root().relative_to(workflow.basedir) if _plan.artifacts_root().is_relative_to(workflow.basedir) else _plan.artifacts_root()
+ART = Path(os.path.relpath(_plan.artifacts_root(), workflow.basedir))  # rule paths are relative to the workdir
 
 
 def _meta(node):
