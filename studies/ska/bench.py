@@ -1,0 +1,197 @@
+"""Benchmark of one SKA kernel backend: ms per forward+backward step and peak memory.
+
+``measure`` times ``kernels.set_attend`` (the set-to-set attention, what the backends differ
+in) on a fixed random batch: tokens → window bank → MinHash signatures → padded sets, and
+random qc, kc, v [B, S, D] with gradients. One step = forward + backward (dqc, dkc, dv).
+
+Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` growth over the timed steps. On
+CPU, process RSS growth: after the warm-up steps (compiles, library loads) freed heap is
+handed back (``malloc_trim``) and the RSS is the baseline; the peak is the highest of an RSS
+sampler thread (every 0.5 ms) and ``ru_maxrss`` (exact, but only if this call raised the
+process's lifetime peak, so ``measure_isolated`` runs each measurement in a fresh process).
+
+``python -m studies.ska.bench '{"backend": "keops", "L": 1024}'`` prints one result as JSON.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+
+import torch
+
+from .banks import add_signatures, build_bank
+from .kernels import check_precision, set_attend
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * _PAGE
+
+
+def _trim() -> None:
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc: RSS growth may then undercount reused heap
+        pass
+
+
+class _RssPeak:
+    """Highest RSS seen by a sampler thread while the block runs."""
+
+    def __init__(self, interval: float = 5e-4):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss())
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self.peak = _rss()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss())
+
+
+def make_batch(B: int, L: int, D: int, k: int, window: int, stride: int, *, vocab_size: int = 256, seed: int = 0):
+    """(sig, size, end, valid), (qc, kc, v), upstream gradient w, shape stats — all float32 CPU."""
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, vocab_size, (B, L), generator=g)
+    bank = add_signatures(build_bank(tokens, window, stride), k=k, seed=seed, vocab_size=vocab_size)
+    pb = bank.padded()
+    S = pb.valid.shape[1]
+    qc, kc, v, w = (torch.randn(B, S, D, generator=g) for _ in range(4))
+    stats = dict(
+        S=S,
+        avg_sets_per_seq=bank.n_sets / B,
+        avg_set_size=float(bank.sizes.float().mean()) if bank.n_sets else 0.0,
+    )
+    return (pb.sig, pb.size, pb.end, pb.valid), (qc, kc, v), w, stats
+
+
+def measure(
+    backend: str,
+    B: int,
+    L: int,
+    D: int,
+    k: int,
+    window: int,
+    stride: int,
+    precision: str = "fp32",
+    warmup: int = 2,
+    iters: int = 5,
+    device: str = "cpu",
+    *,
+    heads: int = 4,
+    score_mode: str = "delta_plus_dot",
+    causal: bool = True,
+    vocab_size: int = 256,
+    seed: int = 0,
+) -> dict:
+    """ms_per_step, steps_per_s, wall_s, peak_mem_mb and the shapes of one configuration.
+
+    ``heads`` is reported only: SKA's weights serve all heads, so the kernel sees Dv = D.
+    Raises ValueError for a backend/precision combination that does not exist.
+    """
+    start = time.perf_counter()
+    dtype = check_precision(backend, precision)
+    dev = torch.device(device)
+    fixed, x, w, stats = make_batch(B, L, D, k, window, stride, vocab_size=vocab_size, seed=seed)
+    fixed = [t.to(dev) for t in fixed]
+    x = [t.to(dev, dtype).requires_grad_(True) for t in x]
+    w = w.to(dev, dtype)
+    kw = dict(gamma=0.3, beta=1.0 / D, tau=1.0, eta=1.0, score_mode=score_mode, causal=causal)
+    cuda = dev.type == "cuda"
+
+    def step():
+        for t in x:
+            t.grad = None
+        z = set_attend(*fixed, *x, backend=backend, precision=precision, **kw)
+        (z * w).sum().backward()
+        if cuda:
+            torch.cuda.synchronize(dev)
+
+    for _ in range(warmup):
+        step()
+    if cuda:
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        base = torch.cuda.memory_allocated(dev)
+    else:
+        _trim()
+        base = _rss()
+        maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    times = []
+    with _RssPeak() as sampler:
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+    if cuda:
+        peak = torch.cuda.max_memory_allocated(dev) - base
+    else:
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = max(sampler.peak, maxrss if maxrss > maxrss_before else 0) - base
+    ms = 1000 * sum(times) / max(len(times), 1)
+    return dict(
+        backend=backend,
+        precision=precision,
+        device=str(dev),
+        score_mode=score_mode,
+        ms_per_step=ms,
+        steps_per_s=1000 / ms if ms > 0 else float("inf"),
+        wall_s=time.perf_counter() - start,
+        peak_mem_mb=max(peak, 0) / 2**20,
+        B=B,
+        L=L,
+        H=heads,
+        D=D,
+        k=k,
+        window=window,
+        stride=stride,
+        warmup=warmup,
+        iters=iters,
+        threads=torch.get_num_threads(),
+        **stats,
+    )
+
+
+def measure_isolated(env: dict | None = None, timeout: float | None = None, **config) -> dict:
+    """``measure(**config)`` in a fresh interpreter (clean RSS peak, own imports)."""
+    cmd = [sys.executable, "-m", "studies.ska.bench", json.dumps(config)]
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run(
+        cmd, cwd=root, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"measure({config}) failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str]) -> None:
+    config = json.loads(argv[0]) if argv else {}
+    defaults = dict(backend="python", B=8, L=1024, D=64, k=64, window=16, stride=8)
+    threads = config.pop("threads", None)
+    if threads:
+        torch.set_num_threads(int(threads))
+    print(json.dumps(measure(**{**defaults, **config})))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
