@@ -15,4 +15,5 @@ RECIPES: dict[str, tuple[str, ...]] = {
         "stages.lm_report",
     ),
     "ska_minhash": ("stages.ska_delta", "stages.ska_delta_report"),
+    "ska_bench": ("stages.ska_bench", "stages.ska_bench_report"),
 }

@@ -115,3 +115,22 @@ def histograms(series: dict[str, list[float]], path: Path, xlabel: str, title: s
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def line_plot(rows: list[dict], x: str, y: str, series: tuple[str, ...], path: Path, title: str,
+              logy: bool = False) -> None:
+    """``y`` against ``x``, one line per combination of the ``series`` keys."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    key = lambda r: tuple(str(r[s]) for s in series)  # noqa: E731
+    for name, group in itertools.groupby(sorted(rows, key=lambda r: (key(r), r[x])), key=key):
+        group = list(group)
+        ax.plot([r[x] for r in group], [r[y] for r in group], marker="o", label=" ".join(name))
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -85,6 +85,33 @@ def make_batch(B: int, L: int, D: int, k: int, window: int, stride: int, *, voca
     return (pb.sig, pb.size, pb.end, pb.valid), (qc, kc, v), w, stats
 
 
+def _time_and_peak(step, warmup: int, iters: int, dev: torch.device) -> tuple[list[float], int]:
+    """Seconds of each timed step, and peak memory growth in bytes over them."""
+    cuda = dev.type == "cuda"
+    for _ in range(warmup):
+        step()
+    if cuda:
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        base = torch.cuda.memory_allocated(dev)
+    else:
+        _trim()
+        base = _rss()
+        maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    times = []
+    with _RssPeak() as sampler:
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+    if cuda:
+        peak = torch.cuda.max_memory_allocated(dev) - base
+    else:
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = max(sampler.peak, maxrss if maxrss > maxrss_before else 0) - base
+    return times, peak
+
+
 def measure(
     backend: str,
     B: int,
@@ -127,27 +154,7 @@ def measure(
         if cuda:
             torch.cuda.synchronize(dev)
 
-    for _ in range(warmup):
-        step()
-    if cuda:
-        torch.cuda.synchronize(dev)
-        torch.cuda.reset_peak_memory_stats(dev)
-        base = torch.cuda.memory_allocated(dev)
-    else:
-        _trim()
-        base = _rss()
-        maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    times = []
-    with _RssPeak() as sampler:
-        for _ in range(iters):
-            t0 = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t0)
-    if cuda:
-        peak = torch.cuda.max_memory_allocated(dev) - base
-    else:
-        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        peak = max(sampler.peak, maxrss if maxrss > maxrss_before else 0) - base
+    times, peak = _time_and_peak(step, warmup, iters, dev)
     ms = 1000 * sum(times) / max(len(times), 1)
     return dict(
         backend=backend,
@@ -170,6 +177,43 @@ def measure(
         threads=torch.get_num_threads(),
         **stats,
     )
+
+
+def measure_dot(kind: str, B: int, L: int, D: int, heads: int = 4, precision: str = "fp32", warmup: int = 2,
+                iters: int = 5, device: str = "cpu", causal: bool = True, seed: int = 0) -> dict:
+    """The token-attention baselines of the plan's tables, timed exactly like ``measure``.
+
+    ``naive``: plain PyTorch attention (matmul, masked softmax, matmul; no SDPA) over L tokens;
+    ``sdpa``: ``F.scaled_dot_product_attention``. q, k, v [B, heads, L, D/heads], fwd + bwd.
+    """
+    if kind not in ("naive", "sdpa"):
+        raise ValueError(f"unknown dot-attention kind {kind!r}; choose naive or sdpa")
+    start, dev = time.perf_counter(), torch.device(device)
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    g = torch.Generator().manual_seed(seed)
+    qkv = [torch.randn(B, heads, L, D // heads, generator=g).to(dev, dtype).requires_grad_(True) for _ in range(3)]
+    mask = torch.ones(L, L, dtype=torch.bool, device=dev).tril() if causal else None
+
+    def step():
+        q, k, v = qkv
+        for t in qkv:
+            t.grad = None
+        if kind == "sdpa":
+            out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        else:
+            scores = q @ k.transpose(-1, -2) / (D // heads) ** 0.5  # [B, H, L, L]
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            out = torch.softmax(scores, -1) @ v
+        out.float().sum().backward()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    times, peak = _time_and_peak(step, warmup, iters, dev)
+    ms = 1000 * sum(times) / max(len(times), 1)
+    return dict(backend=kind, precision=precision, device=str(dev), ms_per_step=ms, steps_per_s=1000 / ms,
+                wall_s=time.perf_counter() - start, peak_mem_mb=max(peak, 0) / 2**20, B=B, L=L, H=heads, D=D,
+                warmup=warmup, iters=iters, threads=torch.get_num_threads())
 
 
 def measure_isolated(env: dict | None = None, timeout: float | None = None, **config) -> dict:

@@ -1,0 +1,36 @@
+"""bench: ms/step (fwd+bwd) and peak memory of one attention implementation at one length.
+
+Token attention (``naive`` matmul+softmax, ``sdpa``) runs over L tokens; SKA backends run
+set attention over the L/stride window sets of the same sequences. Two threads, so that
+Snakemake runs a benchmark alone on this machine's two cores.
+"""
+
+from __future__ import annotations
+
+from pipeline.spec import Context, StageSpec
+
+SPEC = StageSpec(
+    name="bench",
+    reads=("backend", "precision", "seq_len", "batch_size", "d_model", "n_heads", "minhash_k", "window", "stride",
+           "warmup", "iters", "device"),
+    code=("studies.ska.bench",),
+    choices={"backend": ("naive", "sdpa", "python", "keops", "triton"), "precision": ("fp32", "fp16", "bf16"),
+             "device": ("cpu", "cuda")},
+    threads=2,
+)
+
+
+def run(ctx: Context) -> dict:
+    import torch
+
+    from studies.ska.bench import measure, measure_dot
+
+    torch.set_num_threads(ctx.threads)
+    p = ctx.params
+    if p["device"] == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device: cuda requested but no CUDA device is available (use device: cpu)")
+    common = dict(B=p["batch_size"], L=p["seq_len"], D=p["d_model"], precision=p["precision"], warmup=p["warmup"],
+                  iters=p["iters"], device=p["device"])
+    if p["backend"] in ("naive", "sdpa"):
+        return measure_dot(p["backend"], heads=p["n_heads"], **common)
+    return measure(p["backend"], k=p["minhash_k"], window=p["window"], stride=p["stride"], heads=p["n_heads"], **common)

@@ -1,0 +1,30 @@
+"""report: the plan's two tables and the throughput/memory-vs-length curves.
+
+(A) naive vs naive: plain matmul+softmax attention vs SKA python, both fp32.
+(B) optimized vs optimized: SDPA vs the fastest optimized SKA backend measured (triton
+where a GPU ran it, keops on the CPU); the table names the backend and precision used.
+"""
+
+from __future__ import annotations
+
+from pipeline.spec import Context, StageSpec
+
+SPEC = StageSpec(name="report", reads=(), needs=("bench",), code=("studies.report",), gather=True)
+COLUMNS = ("backend", "precision", "device", "L", "ms_per_step", "steps_per_s", "peak_mem_mb", "B", "H", "D", "k",
+           "avg_sets_per_seq", "avg_set_size", "wall_s")
+
+
+def run(ctx: Context) -> dict:
+    from studies.report import line_plot, write_table
+
+    rows = [{c: u.metrics().get(c) for c in COLUMNS} for u in ctx.inputs("bench")]
+    write_table(rows, ctx.out / "bench", sort_by="L", first=COLUMNS[:4])
+    naive = [r for r in rows if (r["backend"], r["precision"]) in (("naive", "fp32"), ("python", "fp32"))]
+    write_table(naive, ctx.out / "naive_vs_naive", sort_by="L", first=COLUMNS[:4])
+    optimized = [b for b in ("triton", "keops") if any(r["backend"] == b for r in rows)]
+    chosen = [r for r in rows if r["backend"] == "sdpa" or (optimized and r["backend"] == optimized[0])]
+    write_table(chosen, ctx.out / "optimized_vs_optimized", sort_by="L", first=COLUMNS[:4])
+    for metric, log in (("steps_per_s", False), ("peak_mem_mb", True)):
+        line_plot(rows, x="L", y=metric, series=("backend", "precision"), path=ctx.out / f"{metric}_vs_length.png",
+                  title=f"{ctx.study}: {metric} vs sequence length", logy=log)
+    return {"rows": len(rows), "optimized_backend": optimized[0] if optimized else None}
