@@ -35,7 +35,7 @@ def run(ctx: Context) -> dict:
     write_table([{k: v for k, v in r.items() if k != "curve"} for r in rows], ctx.out / "table",
                 sort_by=p["report_metric"], first=("cell",))
     summary = replicate_summary(rows, keys, p["report_replicates"], list(METRICS))
-    table = write_table(summary, ctx.out / "summary", sort_by=p["report_metric"], first=("cell", "n"))
+    table = write_table(summary, ctx.out / "summary", sort_by=p["report_metric"], first=("cell", "replicates"))
     facet_plot(summary, [k for k in keys if k != p["report_replicates"]], x=p["report_x"], hue=p["report_hue"],
                metric=p["report_metric"], path=ctx.out / f"{p['report_metric']}_vs_{p['report_x']}.png",
                title=f"{ctx.study} (mean ± s.d. over {p['report_replicates']})")

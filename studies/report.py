@@ -12,9 +12,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
 
-def write_table(rows: list[dict], stem: Path, sort_by: str, first: tuple[str, ...] = ()) -> pl.DataFrame:
+def write_table(rows: list[dict], stem: Path, sort_by: str, first: tuple[str, ...] = (),
+                descending: bool = False) -> pl.DataFrame:
     """Write ``stem``.csv and ``stem``.md sorted by ``sort_by``, ``first`` columns leading."""
-    df = pl.DataFrame(rows, infer_schema_length=None).sort(sort_by, nulls_last=True)
+    df = pl.DataFrame(rows, infer_schema_length=None).sort(sort_by, descending=descending, nulls_last=True)
     df = df.select([*first, *(c for c in df.columns if c not in first)])
     df.write_csv(stem.with_suffix(".csv"))
     shown = df.with_columns(pl.col(pl.Float64).round(4))
@@ -77,7 +78,7 @@ def curves_plot(rows: list[dict], path: Path, title: str) -> None:
 
 
 def replicate_summary(rows: list[dict], keys: list[str], replicate: str, metrics: list[str]) -> list[dict]:
-    """Mean, sample s.d. and count of ``metrics`` over cells differing only in ``replicate``.
+    """Mean, sample s.d. and replicate count of ``metrics`` over cells differing only in ``replicate``.
 
     Named cells group by their params too (``sdpa`` and ``sdpa_seed1`` form one row, named
     after the shortest name); grid rows are named by their slug without the replicate part.
@@ -93,7 +94,7 @@ def replicate_summary(rows: list[dict], keys: list[str], replicate: str, metrics
         else:
             label = ",".join(p for p in first["cell"].split(",") if not p.startswith(f"{replicate}="))
         row = {"cell": label, "named": first["named"], **{k: first[k] for k in keys if k != replicate},
-               "n": len(members)}
+               "replicates": len(members)}
         for m in metrics:
             values = pl.Series([r[m] for r in members], dtype=pl.Float64)
             row[m], row[f"{m}_sd"] = values.mean(), (values.std() if len(members) > 1 else 0.0)
@@ -131,6 +132,24 @@ def line_plot(rows: list[dict], x: str, y: str, series: tuple[str, ...], path: P
         ax.set_yscale("log")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def bar_plot(rows: list[dict], metric: str, path: Path, title: str, reference: float | None = None) -> None:
+    """One bar per row (cell or replicate group) with ``<metric>_sd`` error bars, best first."""
+    rows = sorted(rows, key=lambda r: -r[metric])
+    fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(rows) + 2), 4))
+    colors = ["tab:gray" if r["named"] else "tab:blue" for r in rows]
+    ax.bar(range(len(rows)), [r[metric] for r in rows], yerr=[r.get(f"{metric}_sd", 0) for r in rows],
+           color=colors, capsize=3)
+    ax.set_xticks(range(len(rows)), [r["cell"] for r in rows], rotation=60, ha="right", fontsize=7)
+    if reference is not None:
+        ax.axhline(reference, color="tab:red", linestyle=":", label=f"chance ({reference:.3g})")
+        ax.legend(fontsize=8)
+    ax.set_ylabel(metric)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

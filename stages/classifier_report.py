@@ -1,0 +1,33 @@
+"""report: cells ranked by a metric (mean ± s.d. over seeds) as tables and a bar chart."""
+
+from __future__ import annotations
+
+from pipeline.spec import Context, StageSpec
+
+SPEC = StageSpec(name="report", reads=("report_metric", "report_replicates"), needs=("train", "evaluate"),
+                 code=("studies.report",), gather=True)
+
+
+def run(ctx: Context) -> dict:
+    import json
+
+    from studies.report import bar_plot, curves_plot, replicate_summary, write_table
+
+    p, rows = ctx.params, []
+    for cell, info in ctx.cells.items():
+        train = next(u for u in ctx.inputs("train") if cell in u.cells)
+        evaluate = next(u for u in ctx.inputs("evaluate") if cell in u.cells)
+        rows.append({"cell": cell, "named": info["named"], **info["params"], **train.metrics(),
+                     **evaluate.metrics(), "curve": json.loads((train.path / "history.json").read_text())})
+    keys = list(next(iter(ctx.cells.values()))["params"])
+    metric = p["report_metric"]
+    numeric = [k for k, v in rows[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in keys]
+    write_table([{k: v for k, v in r.items() if k != "curve"} for r in rows], ctx.out / "table", sort_by=metric,
+                first=("cell",), descending=True)
+    summary = replicate_summary(rows, keys, p["report_replicates"], numeric)
+    table = write_table(summary, ctx.out / "summary", sort_by=metric, first=("cell", "replicates"), descending=True)
+    bar_plot(summary, metric, ctx.out / f"{metric}.png", title=f"{ctx.study}: {metric} (mean ± s.d.)",
+             reference=rows[0].get("chance"))
+    curves_plot(rows, ctx.out / "train_curves.png", ctx.study)
+    best = table.row(0, named=True)
+    return {"cells": len(rows), "best": best["cell"], f"best_{metric}": best[metric]}
