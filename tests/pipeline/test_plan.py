@@ -27,8 +27,8 @@ def plan_of(tmp_path, edit=None):
     return build(path, RECIPES)
 
 
-def stage_nodes(plan, stage):
-    return [n for n in plan.nodes.values() if n.stage == stage]
+def stage_nodes(plan, stage, study="ska_lm"):
+    return [n for n in plan.nodes.values() if n.stage == stage and n.study == study]
 
 
 def test_default_grid_shares_tokenization_and_banks(tmp_path):
@@ -60,7 +60,8 @@ def test_fingerprint_ignores_params_the_stage_does_not_read(tmp_path):
 def test_one_grid_value_changes_only_the_nodes_it_touches(tmp_path):
     before = plan_of(tmp_path)
     after = plan_of(tmp_path, lambda s: s["grid"].update(minhash_k=[32, 128]))
-    changed = {k for k, n in after.nodes.items() if k not in before.nodes or before.nodes[k].fingerprint != n.fingerprint}
+    changed = {k for k, n in after.nodes.items()
+               if k[0] == "ska_lm" and (k not in before.nodes or before.nodes[k].fingerprint != n.fingerprint)}
     stages = sorted({stage for _, stage, _ in changed})
     assert stages == ["banks", "evaluate", "report", "train"]
     assert all("minhash_k=128" in slug for _, stage, slug in changed if stage != "report")
