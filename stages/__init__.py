@@ -16,5 +16,7 @@ RECIPES: dict[str, tuple[str, ...]] = {
     ),
     "ska_minhash": ("stages.ska_delta", "stages.ska_delta_report"),
     "ska_bench": ("stages.ska_bench", "stages.ska_bench_report"),
-    "ska_vit": ("stages.images", "stages.vit_train", "stages.vit_evaluate", "stages.classifier_report"),
+    "ska_vit": ("stages.images", "stages.vit_train", "stages.vit_evaluate", "stages.ranking_report"),
+    "ska_diffusion": ("stages.images", "stages.fid_features", "stages.diffusion_train", "stages.diffusion_evaluate",
+                      "stages.ranking_report"),
 }

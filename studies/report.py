@@ -137,9 +137,10 @@ def line_plot(rows: list[dict], x: str, y: str, series: tuple[str, ...], path: P
     plt.close(fig)
 
 
-def bar_plot(rows: list[dict], metric: str, path: Path, title: str, reference: float | None = None) -> None:
-    """One bar per row (cell or replicate group) with ``<metric>_sd`` error bars, best first."""
-    rows = sorted(rows, key=lambda r: -r[metric])
+def bar_plot(rows: list[dict], metric: str, path: Path, title: str, reference: float | None = None,
+             best_first: bool = True) -> None:
+    """One bar per row (cell or replicate group) with ``<metric>_sd`` error bars, sorted by value."""
+    rows = sorted(rows, key=lambda r: r[metric], reverse=best_first)
     fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(rows) + 2), 4))
     colors = ["tab:gray" if r["named"] else "tab:blue" for r in rows]
     ax.bar(range(len(rows)), [r[metric] for r in rows], yerr=[r.get(f"{metric}_sd", 0) for r in rows],

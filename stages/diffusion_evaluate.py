@@ -1,0 +1,32 @@
+"""evaluate: held-out ε-MSE at fixed timesteps, and FID of DDIM samples vs the test images."""
+
+from __future__ import annotations
+
+import json
+
+from pipeline.spec import Context, StageSpec
+from stages.diffusion_train import build_model
+
+SPEC = StageSpec(name="evaluate", reads=("n_fid_samples", "ddim_steps", "eval_seed"),
+                 needs=("images", "fid_features", "train"), code=("studies.ska.diffusion", "studies.ska.fid"))
+
+
+def run(ctx: Context) -> dict:
+    import torch
+
+    from studies.data.images import to_uint8
+    from studies.ska.diffusion import ddim_sample, eps_mse
+    from studies.ska.fid import FeatureNet, fid
+
+    torch.set_num_threads(ctx.threads)
+    p, train = ctx.params, ctx.input("train")
+    model = build_model(json.loads((train / "config.json").read_text()))
+    model.load_state_dict(torch.load(train / "model.pt", weights_only=True))
+    test = torch.load(ctx.input("images") / "images.pt", weights_only=True)["test_x"]
+    metrics = eps_mse(model, test, seed=p["eval_seed"])
+    net = FeatureNet()
+    net.load_state_dict(torch.load(ctx.input("fid_features") / "feature_net.pt", weights_only=True))
+    samples = to_uint8(ddim_sample(model, p["n_fid_samples"], steps=p["ddim_steps"], seed=p["eval_seed"]))
+    torch.save(samples[:64], ctx.out / "samples.pt")
+    metrics["fid_in_pipeline_net"] = fid(net.eval(), test[: p["n_fid_samples"]], samples)
+    return metrics
