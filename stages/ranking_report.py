@@ -23,6 +23,7 @@ def run(ctx: Context) -> dict:
         evaluate = next(u for u in ctx.inputs("evaluate") if cell in u.cells)
         rows.append({"cell": cell, "named": info["named"], **info["params"], **train.metrics(),
                      **evaluate.metrics(), "curve": json.loads((train.path / "history.json").read_text())})
+        rows[-1] = {k: v for k, v in rows[-1].items() if not isinstance(v, (dict, list)) or k == "curve"}
     keys = list(next(iter(ctx.cells.values()))["params"])
     metric, descending = p["report_metric"], p["report_goal"] == "max"
     numeric = [k for k, v in rows[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in keys]

@@ -154,3 +154,26 @@ def bar_plot(rows: list[dict], metric: str, path: Path, title: str, reference: f
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def scaling_panels(results: list[dict], path: Path, title: str) -> None:
+    """The scaling study's 2×2: accuracy and optimality vs parameters, and PoH − baseline bars."""
+    fig, axs = plt.subplots(2, 2, figsize=(9, 7))
+    for ax, metric in zip(axs[0], ("acc", "opt")):
+        for kind, marker in (("baseline", "o"), ("poh", "s")):
+            pts = [(r[f"{kind}_params"], r[f"{kind}_{metric}"]) for r in results if f"{kind}_params" in r]
+            ax.plot([p for p, _ in pts], [v for _, v in pts], marker=marker, label=kind)
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters")
+        ax.set_ylabel(metric)
+        ax.legend(fontsize=8)
+    for ax, metric in zip(axs[1], ("acc", "opt")):
+        deltas = [r.get(f"poh_minus_baseline_{metric}", 0.0) for r in results]
+        ax.bar([str(r["size"]) for r in results], deltas, color=["tab:green" if d >= 0 else "tab:red" for d in deltas])
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xlabel("size")
+        ax.set_ylabel(f"PoH − baseline {metric}")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,54 @@
+"""train: one PoH-HRM (or transformer baseline) Sudoku solver per cell, best state on val."""
+
+from __future__ import annotations
+
+import json
+
+from pipeline.spec import Context, StageSpec
+
+HRM_KEYS = ("d_model", "n_heads", "d_ff", "H_layers", "L_layers", "H_cycles", "L_cycles", "T", "temperature",
+            "routing_point", "injection", "memory_size", "alpha_agg", "use_learned_gate", "entropy_norm",
+            "halt_max_steps")
+BASELINE_KEYS = ("d_model", "n_heads", "d_ff")
+TRAIN_KEYS = ("steps", "batch_size", "lr", "weight_decay", "grad_clip", "warmup_frac", "eval_every", "train_seed",
+              "augment", "entropy_weight")
+
+SPEC = StageSpec(
+    name="train",
+    reads=("model_kind", "baseline_layers", *HRM_KEYS, *TRAIN_KEYS),
+    needs=("sudoku_data",),
+    code=("studies.poh.sudoku_task",),
+    choices={"model_kind": ("hrm", "baseline"), "routing_point": ("pre_proj", "post_proj"),
+             "injection": ("none", "broadcast", "film", "depth_token", "cross_attn", "alpha_gated"),
+             "alpha_agg": ("mean", "max", "entropy"), "entropy_norm": ("log", "n_heads")},
+)
+
+
+def load_split(ctx: Context, name: str) -> dict:
+    import numpy as np
+
+    with np.load(ctx.input("sudoku_data") / f"{name}.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+def model_config(p) -> dict:
+    if p["model_kind"] == "baseline":
+        return {"kind": "baseline", **{k: p[k] for k in BASELINE_KEYS}, "n_layers": p["baseline_layers"]}
+    return {"kind": "hrm", **{k: p[k] for k in HRM_KEYS}}
+
+
+def run(ctx: Context) -> dict:
+    import torch
+
+    from studies.poh.sudoku_task import run_sudoku_cell
+
+    torch.set_num_threads(ctx.threads)
+    p = ctx.params
+    train = {k: p[k] for k in TRAIN_KEYS if k != "train_seed"} | {"seed": p["train_seed"]}
+    cfg = {"model": model_config(p), "train": train}
+    model, history, metrics = run_sudoku_cell(cfg, load_split(ctx, "train"), load_split(ctx, "val"))
+    torch.save(model.state_dict(), ctx.out / "model.pt")
+    (ctx.out / "config.json").write_text(json.dumps(cfg["model"], indent=1))
+    (ctx.out / "history.json").write_text(json.dumps(history["train"]))
+    (ctx.out / "val_history.json").write_text(json.dumps(history["eval"]))
+    return metrics
