@@ -30,8 +30,21 @@ def cmd_status(args) -> int:
     plan = _plan(args)
     states = status.collect(plan, Store(), args.study)
     if args.json:
-        print(json.dumps([{"node": s.node.label, "state": s.state, "detail": s.detail,
-                           "fingerprint": s.node.fingerprint, "cells": list(s.node.cells)} for s in states], indent=1))
+        print(
+            json.dumps(
+                [
+                    {
+                        "node": s.node.label,
+                        "state": s.state,
+                        "detail": s.detail,
+                        "fingerprint": s.node.fingerprint,
+                        "cells": list(s.node.cells),
+                    }
+                    for s in states
+                ],
+                indent=1,
+            )
+        )
     else:
         print(status.render(plan, states))
     return 0
@@ -70,7 +83,9 @@ def cmd_why(args) -> int:
 def cmd_check(args) -> int:
     plan = _plan(args)
     print(f"{args.params}: valid ({len(plan.nodes)} nodes)")
-    if Path(args.params).resolve() == (ROOT / "params.yaml").resolve() and not dvcgen.is_current(plan, ROOT / "dvc.yaml"):
+    if Path(args.params).resolve() == (ROOT / "params.yaml").resolve() and not dvcgen.is_current(
+        plan, ROOT / "dvc.yaml"
+    ):
         print("dvc.yaml no longer matches the studies' structure: run `ablate dvc-yaml --write`")
         return 1
     return 0
@@ -140,8 +155,10 @@ def cmd_sweep(args) -> int:
     config = sweep.sweep_config(study, metric, args.goal)
     out = Path(args.out or ROOT / "sweeps" / f"{args.study}.yaml")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"# W&B grid sweep over {args.study}. Run: wandb sweep {out.name}, then wandb agent <id>\n"
-                   + yaml.safe_dump(config, sort_keys=False))
+    out.write_text(
+        f"# W&B grid sweep over {args.study}. Run: wandb sweep {out.name}, then wandb agent <id>\n"
+        + yaml.safe_dump(config, sort_keys=False)
+    )
     print(f"wrote {out} ({len(study.cells) - sum(c.named for c in study.cells)} grid cells)")
     return 0
 
@@ -168,7 +185,6 @@ def cmd_cell(args) -> int:
 def cmd_memory_safe(args) -> int:
     """Estimate every cell's peak against free memory; refuse cells that cannot fit; suggest a preset."""
     import importlib
-    from dataclasses import replace
 
     from studies.ska.memory import MARGIN, available_bytes, estimate, preset
 
@@ -196,10 +212,13 @@ def cmd_memory_safe(args) -> int:
     else:
         parts = estimate(chosen)
         top = sorted(parts.items(), key=lambda kv: -kv[1])[:3]
-        print(f"preset (largest bank that fits): window: {chosen.window}, stride: {chosen.stride}, "
-              f"minhash_k: {chosen.minhash_k}, router_topk: {chosen.router_topk}  "
-              f"(estimated {sum(parts.values()) / 2**30:.3f} GiB; largest terms: "
-              + ", ".join(f"{k} {v / 2**20:.0f} MiB" for k, v in top) + ")")
+        print(
+            f"preset (largest bank that fits): window: {chosen.window}, stride: {chosen.stride}, "
+            f"minhash_k: {chosen.minhash_k}, router_topk: {chosen.router_topk}  "
+            f"(estimated {sum(parts.values()) / 2**30:.3f} GiB; largest terms: "
+            + ", ".join(f"{k} {v / 2**20:.0f} MiB" for k, v in top)
+            + ")"
+        )
     if refused:
         shown = ", ".join(refused[:3]) + (f" and {len(refused) - 3} more (listed above)" if len(refused) > 3 else "")
         print(f"ablate: error: {len(refused)} cell(s) cannot fit: {shown}", file=sys.stderr)
@@ -208,8 +227,9 @@ def cmd_memory_safe(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ablate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="ablate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--params", default=str(ROOT / "params.yaml"), help="params file (default: params.yaml)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -236,13 +256,21 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--metric", help="metric to optimise (default: <last stage>/<report_metric>)")
     sp.add_argument("--goal", default="minimize", choices=("minimize", "maximize"))
     sp.add_argument("--out", help="output path (default: sweeps/<study>.yaml)")
-    sp = add("cell", cmd_cell, "Build one grid cell, given as --axis=value flags (what a W&B sweep agent runs), "
-             "and log its metrics to a W&B run (offline by default; WANDB_MODE=disabled logs nothing).")
+    sp = add(
+        "cell",
+        cmd_cell,
+        "Build one grid cell, given as --axis=value flags (what a W&B sweep agent runs), "
+        "and log its metrics to a W&B run (offline by default; WANDB_MODE=disabled logs nothing).",
+    )
     sp.add_argument("study")
     sp.add_argument("values", nargs=argparse.REMAINDER, help="--axis=value for every axis of the grid")
-    sp = add("memory-safe", cmd_memory_safe, "Estimate each cell's peak memory against free device memory, "
-             "refuse cells that cannot fit, and print the largest window/stride/minhash_k/router_topk that does. "
-             "Build with ABLATE_MEMORY_SAFE=1 to make train stages refuse such cells before allocating.")
+    sp = add(
+        "memory-safe",
+        cmd_memory_safe,
+        "Estimate each cell's peak memory against free device memory, "
+        "refuse cells that cannot fit, and print the largest window/stride/minhash_k/router_topk that does. "
+        "Build with ABLATE_MEMORY_SAFE=1 to make train stages refuse such cells before allocating.",
+    )
     sp.add_argument("study")
     sp.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     sp.add_argument("--budget-gb", type=float, help="pretend this much memory is free (planning for another machine)")

@@ -31,8 +31,11 @@ def thousand_cell_params(path: Path) -> None:
     """The shipped ska_lm study with a 10 × 10 × 10 grid (1,000 cells, 3,000+ nodes)."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     study = raw["studies"]["ska_lm"]
-    study["grid"] = {"minhash_k": list(range(16, 26)), "router_topk": list(range(10)),
-                     "adapter_rank": list(range(0, 100, 10))}
+    study["grid"] = {
+        "minhash_k": list(range(16, 26)),
+        "router_topk": list(range(10)),
+        "adapter_rank": list(range(0, 100, 10)),
+    }
     study.pop("cells", None)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
@@ -42,7 +45,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         big = Path(tmp) / "params.yaml"
         thousand_cell_params(big)
-        plan = f"import time; t=time.perf_counter(); from pipeline.plan import build; from stages import RECIPES; p=build({str(big)!r}, RECIPES); print(len(p.nodes), time.perf_counter()-t)"
+        plan = (
+            "import time; t = time.perf_counter(); from pipeline.plan import build; from stages import RECIPES; "
+            f"p = build({str(big)!r}, RECIPES); print(len(p.nodes), time.perf_counter() - t)"
+        )
         out = subprocess.run([py, "-c", plan], cwd=ROOT, check=True, capture_output=True, text=True).stdout.split()
         rows = [
             ("python startup (reference)", wall([py, "-c", "pass"])),

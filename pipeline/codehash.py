@@ -9,7 +9,7 @@ behaviour is versioned by ``fingerprint.FORMAT`` and each stage's ``version``.
 from __future__ import annotations
 
 import ast
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from pipeline.fingerprint import digest
@@ -57,7 +57,7 @@ def _imported_modules(tree: ast.AST, name: str, is_package: bool) -> set[str]:
     return {m for m in found if m.split(".")[0] in FOLLOWED}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _module_digest(name: str, root: Path) -> tuple[str, frozenset[str]]:
     """(AST digest, project imports) of one module."""
     path = module_path(name, root)

@@ -122,9 +122,11 @@ def _parse_axes(path: str, grid: dict, params: dict) -> dict[str, list]:
             _check_key(where, axis, params)
             values = [check_value(f"{where}[{i}]", v, params[axis]) for i, v in enumerate(values)]
         for i, v in enumerate(values):
-            for k, x in (v.items() if isinstance(v, dict) else [(axis, v)]):
+            for x in v.values() if isinstance(v, dict) else [v]:
                 if not set(format_value(x)) <= SLUG_SAFE:
-                    raise ParamsError(f"{where}[{i}]", f"{x!r} cannot appear in a path: use letters, digits, '_', '-', '.'")
+                    raise ParamsError(
+                        f"{where}[{i}]", f"{x!r} cannot appear in a path: use letters, digits, '_', '-', '.'"
+                    )
         if len({format_value(v) if not isinstance(v, dict) else repr(sorted(v.items())) for v in values}) < len(values):
             raise ParamsError(where, "duplicate values")
         axes[axis] = values
@@ -145,7 +147,7 @@ def _grid_cells(study_path: str, params: dict, axes: dict, exclude: list[dict]) 
     """(kept, excluded) grid cells."""
     cells, excluded = [], []
     for combo in itertools.product(*axes.values()):
-        coords = dict(zip(axes, combo))
+        coords = dict(zip(axes, combo, strict=False))
         full = dict(params)
         for axis, value in coords.items():
             full.update(value if isinstance(value, dict) else {axis: value})
@@ -163,12 +165,16 @@ def parse_study(name: str, raw: Any, kinds: tuple[str, ...]) -> Study:
     raw = _expect_mapping(path, raw)
     for key in raw:
         if key not in STUDY_KEYS:
-            raise ParamsError(f"{path}.{key}", f"unknown key{did_you_mean(key, STUDY_KEYS)}; allowed: {', '.join(STUDY_KEYS)}")
+            raise ParamsError(
+                f"{path}.{key}", f"unknown key{did_you_mean(key, STUDY_KEYS)}; allowed: {', '.join(STUDY_KEYS)}"
+            )
     if not set(str(name)) <= SLUG_SAFE:
         raise ParamsError(path, "study names use letters, digits, '_', '-' and '.' only")
     kind = raw.get("kind", name)
     if kind not in kinds:
-        raise ParamsError(f"{path}.kind", f"unknown study kind {kind!r}{did_you_mean(kind, kinds)}; known: {', '.join(kinds)}")
+        raise ParamsError(
+            f"{path}.kind", f"unknown study kind {kind!r}{did_you_mean(kind, kinds)}; known: {', '.join(kinds)}"
+        )
     params = dict(_expect_mapping(f"{path}.params", raw.get("params", {})))
     for key, value in params.items():
         if isinstance(value, (dict, list)):
@@ -231,5 +237,7 @@ def load(path: Path | str, kinds: tuple[str, ...], only: list[str] | None = None
     studies_raw = _expect_mapping("studies", raw.get("studies") or {})
     for name in only or []:
         if name not in studies_raw:
-            raise ParamsError(f"studies.{name}", f"unknown study{did_you_mean(name, studies_raw)}; defined: {', '.join(studies_raw)}")
+            raise ParamsError(
+                f"studies.{name}", f"unknown study{did_you_mean(name, studies_raw)}; defined: {', '.join(studies_raw)}"
+            )
     return {n: parse_study(n, s, kinds) for n, s in studies_raw.items() if not only or n in only}

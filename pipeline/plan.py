@@ -162,7 +162,9 @@ class Plan:
                     self.excluded.add(key)
 
     def _plan_gather(self, study: Study, name: str, module: str, spec: StageSpec) -> None:
-        upstream = tuple(sorted({(n, self.by_cell[study.name, c.name, n].slug) for n in spec.needs for c in study.cells}))
+        upstream = tuple(
+            sorted({(n, self.by_cell[study.name, c.name, n].slug) for n in spec.needs for c in study.cells})
+        )
         varying = sorted(study.overridden.union(*(study.axis_keys(a) for a in study.axes)))
         table = {c.name: {"named": c.named, "params": {k: c.params[k] for k in varying}} for c in study.cells}
         projected = {k: study.params[k] for k in spec.reads}

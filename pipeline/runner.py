@@ -30,7 +30,6 @@ from pipeline.plan import Node, Plan
 from pipeline.store import Store, _remove_tree, read_meta
 
 
-
 def say(message: str) -> None:
     print(f"[ablate] {message}", file=sys.stderr, flush=True)
 
@@ -39,8 +38,16 @@ def log_build(node: Node, action: str, **extra: Any) -> None:
     """One JSON line per request in artifacts/.logs/builds.jsonl (counts, audits, timings)."""
     path = plan_mod.artifacts_root() / ".logs" / "builds.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"time": time.time(), "node": node.label, "stage": node.stage, "fingerprint": node.fingerprint,
-              "action": action, "host": socket.gethostname(), "pid": os.getpid(), **extra}
+    record = {
+        "time": time.time(),
+        "node": node.label,
+        "stage": node.stage,
+        "fingerprint": node.fingerprint,
+        "action": action,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        **extra,
+    }
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
 
@@ -62,11 +69,20 @@ def _compute(plan: Plan, node: Node, store: Store) -> tuple[int, dict[str, Any]]
         upstream.append({"stage": up.stage, "slug": up.slug, "path": str(entry), "cells": list(up.cells)})
     tmp = store.new_tmp(node.fingerprint)
     job = tmp.with_name(tmp.name + "__job.json")
-    job.write_text(json.dumps({
-        "module": node.module, "params": node.params, "out": str(tmp), "upstream": upstream,
-        "study": node.study, "threads": _threads(), "cells": node.parts.get("cells", {}),
-        "result": str(job.with_suffix(".result")),
-    }))
+    job.write_text(
+        json.dumps(
+            {
+                "module": node.module,
+                "params": node.params,
+                "out": str(tmp),
+                "upstream": upstream,
+                "study": node.study,
+                "threads": _threads(),
+                "cells": node.parts.get("cells", {}),
+                "result": str(job.with_suffix(".result")),
+            }
+        )
+    )
     started = time.time()
     env = {**os.environ, "OMP_NUM_THREADS": str(_threads()), "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "pipeline.child", str(job)], env=env, cwd=ROOT)
@@ -79,8 +95,15 @@ def _compute(plan: Plan, node: Node, store: Store) -> tuple[int, dict[str, Any]]
     if proc.returncode != 0:
         _remove_tree(tmp)
         oom = proc.returncode in (OOM_EXIT, -signal.SIGKILL)
-        info = {"status": "oom" if oom else "failed", "exit_code": proc.returncode, "node": node.label,
-                "error": result.get("error"), "wall_s": wall, "peak_rss_mb": peak_mb, "time": time.time()}
+        info = {
+            "status": "oom" if oom else "failed",
+            "exit_code": proc.returncode,
+            "node": node.label,
+            "error": result.get("error"),
+            "wall_s": wall,
+            "peak_rss_mb": peak_mb,
+            "time": time.time(),
+        }
         store.record_failure(node.fingerprint, info)
         return proc.returncode, info
     meta = {

@@ -49,7 +49,10 @@ def payload_files(directory: Path) -> list[Path]:
 
 def file_table(directory: Path) -> dict[str, dict[str, Any]]:
     """{relative path: {size, xxh3}} for verification."""
-    return {str(f): {"size": (directory / f).stat().st_size, "xxh3": file_digest(directory / f)} for f in payload_files(directory)}
+    return {
+        str(f): {"size": (directory / f).stat().st_size, "xxh3": file_digest(directory / f)}
+        for f in payload_files(directory)
+    }
 
 
 def read_meta(directory: Path) -> dict[str, Any] | None:

@@ -55,7 +55,7 @@ def cell_metrics(plan: Plan, study: str, cell: str) -> dict[str, Any]:
     from pipeline.store import read_meta
 
     out = {}
-    for stage, spec in ((s, sp) for s, (_, sp) in plan.stages[plan.studies[study].kind].items() if not sp.gather):
+    for stage in (s for s, (_, sp) in plan.stages[plan.studies[study].kind].items() if not sp.gather):
         meta = read_meta(plan.by_cell[study, cell, stage].workspace()) or {}
         out |= {f"{stage}/{k}": v for k, v in meta.get("metrics", {}).items() if isinstance(v, (int, float))}
     return out
@@ -69,8 +69,9 @@ def log_to_wandb(study: Study, cell: Cell, metrics: dict[str, Any]) -> str:
 
     directory = artifacts_root() / ".wandb"
     directory.mkdir(parents=True, exist_ok=True)
-    run = wandb.init(project=f"ablate-{study.name}", name=cell.name, config=cell.params, dir=str(directory),
-                     reinit="finish_previous")
+    run = wandb.init(
+        project=f"ablate-{study.name}", name=cell.name, config=cell.params, dir=str(directory), reinit="finish_previous"
+    )
     run.log(metrics)
     run_dir = run.dir
     run.finish()

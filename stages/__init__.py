@@ -17,9 +17,19 @@ RECIPES: dict[str, tuple[str, ...]] = {
     "ska_minhash": ("stages.ska_delta", "stages.ska_delta_report"),
     "ska_bench": ("stages.ska_bench", "stages.ska_bench_report"),
     "ska_vit": ("stages.images", "stages.vit_train", "stages.vit_evaluate", "stages.ranking_report"),
-    "ska_diffusion": ("stages.images", "stages.fid_features", "stages.diffusion_train", "stages.diffusion_evaluate",
-                      "stages.ranking_report"),
+    "ska_diffusion": (
+        "stages.images",
+        "stages.fid_features",
+        "stages.diffusion_train",
+        "stages.diffusion_evaluate",
+        "stages.ranking_report",
+    ),
     "poh_injection": ("stages.sudoku_data", "stages.sudoku_train", "stages.sudoku_evaluate", "stages.ranking_report"),
-    "poh_scaling": ("stages.maze_data", "stages.maze_parity", "stages.maze_train", "stages.maze_evaluate",
-                    "stages.maze_report"),
+    "poh_scaling": (
+        "stages.maze_data",
+        "stages.maze_parity",
+        "stages.maze_train",
+        "stages.maze_evaluate",
+        "stages.maze_report",
+    ),
 }

@@ -7,8 +7,12 @@ import json
 from pipeline.spec import Context, StageSpec
 from stages.diffusion_train import build_model
 
-SPEC = StageSpec(name="evaluate", reads=("n_fid_samples", "ddim_steps", "eval_seed"),
-                 needs=("images", "fid_features", "train"), code=("studies.ska.diffusion", "studies.ska.fid"))
+SPEC = StageSpec(
+    name="evaluate",
+    reads=("n_fid_samples", "ddim_steps", "eval_seed"),
+    needs=("images", "fid_features", "train"),
+    code=("studies.ska.diffusion", "studies.ska.fid"),
+)
 
 
 def run(ctx: Context) -> dict:

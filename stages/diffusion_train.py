@@ -9,8 +9,24 @@ import json
 
 from pipeline.spec import Context, StageSpec
 
-MODEL_KEYS = ("attention", "d_model", "n_layers", "n_heads", "patch", "T", "window", "stride", "minhash_k",
-              "router_topk", "adapter_rank", "score_mode", "gamma", "beta", "hash_seed", "backend")
+MODEL_KEYS = (
+    "attention",
+    "d_model",
+    "n_layers",
+    "n_heads",
+    "patch",
+    "T",
+    "window",
+    "stride",
+    "minhash_k",
+    "router_topk",
+    "adapter_rank",
+    "score_mode",
+    "gamma",
+    "beta",
+    "hash_seed",
+    "backend",
+)
 TRAIN_KEYS = ("steps", "batch_size", "lr", "warmup_steps", "train_seed")
 
 SPEC = StageSpec(
@@ -23,7 +39,7 @@ SPEC = StageSpec(
 
 
 def build_model(config: dict):
-    from studies.ska.diffusion import DiffusionConfig, Denoiser
+    from studies.ska.diffusion import Denoiser, DiffusionConfig
 
     return Denoiser(DiffusionConfig(modality="image", **config))
 
@@ -39,11 +55,21 @@ def run(ctx: Context) -> dict:
     torch.manual_seed(p["train_seed"])
     model = build_model(config)
     x = torch.load(ctx.input("images") / "images.pt", weights_only=True)["train_x"]
-    history = train_diffusion(model, x, steps=p["steps"], batch_size=p["batch_size"], lr=p["lr"],
-                              warmup_steps=p["warmup_steps"], seed=p["train_seed"])
+    history = train_diffusion(
+        model,
+        x,
+        steps=p["steps"],
+        batch_size=p["batch_size"],
+        lr=p["lr"],
+        warmup_steps=p["warmup_steps"],
+        seed=p["train_seed"],
+    )
     torch.save(model.state_dict(), ctx.out / "model.pt")
     (ctx.out / "config.json").write_text(json.dumps(config, indent=1))
     (ctx.out / "history.json").write_text(json.dumps(history))
-    tail = history[-max(1, len(history) // 10):]
-    return {"n_params": model.n_params(), "train_loss": sum(h["loss"] for h in tail) / len(tail),
-            "train_s": history[-1]["time_s"]}
+    tail = history[-max(1, len(history) // 10) :]
+    return {
+        "n_params": model.n_params(),
+        "train_loss": sum(h["loss"] for h in tail) / len(tail),
+        "train_s": history[-1]["time_s"],
+    }

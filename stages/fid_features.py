@@ -18,7 +18,9 @@ def run(ctx: Context) -> dict:
 
     torch.set_num_threads(ctx.threads)
     data = torch.load(ctx.input("images") / "images.pt", weights_only=True)
-    net = train_feature_net(data["train_x"], data["train_y"], steps=ctx.params["fid_steps"], seed=ctx.params["fid_seed"])
+    net = train_feature_net(
+        data["train_x"], data["train_y"], steps=ctx.params["fid_steps"], seed=ctx.params["fid_seed"]
+    )
     torch.save(net.state_dict(), ctx.out / "feature_net.pt")
     with torch.no_grad():
         acc = (net(data["test_x"]).argmax(-1) == data["test_y"]).float().mean().item()

@@ -26,5 +26,4 @@ def run(ctx: Context) -> dict:
     else:
         splits = image_splits(p["n_train"], p["n_test"], p["image_seed"])
     torch.save({f"{s}_{t}": v for s, (x, y) in splits.items() for t, v in (("x", x), ("y", y))}, ctx.out / "images.pt")
-    return {f"n_{s}": len(y) for s, (_, y) in splits.items()} | {
-        "classes": int(splits["train"][1].max()) + 1}
+    return {f"n_{s}": len(y) for s, (_, y) in splits.items()} | {"classes": int(splits["train"][1].max()) + 1}

@@ -29,17 +29,39 @@ def run(ctx: Context) -> dict:
     for cell, info in ctx.cells.items():
         evaluate = next(u for u in ctx.inputs("evaluate") if cell in u.cells)
         train = next(u for u in ctx.inputs("train") if cell in u.cells)
-        rows.append({"cell": cell, "named": info["named"], **info["params"], **train.metrics(),
-                     **evaluate.metrics(), "curve": json.loads((train.path / "history.json").read_text())})
+        rows.append(
+            {
+                "cell": cell,
+                "named": info["named"],
+                **info["params"],
+                **train.metrics(),
+                **evaluate.metrics(),
+                "curve": json.loads((train.path / "history.json").read_text()),
+            }
+        )
     keys = list(next(iter(ctx.cells.values()))["params"])
-    write_table([{k: v for k, v in r.items() if k != "curve"} for r in rows], ctx.out / "table",
-                sort_by=p["report_metric"], first=("cell",))
+    write_table(
+        [{k: v for k, v in r.items() if k != "curve"} for r in rows],
+        ctx.out / "table",
+        sort_by=p["report_metric"],
+        first=("cell",),
+    )
     summary = replicate_summary(rows, keys, p["report_replicates"], list(METRICS))
     table = write_table(summary, ctx.out / "summary", sort_by=p["report_metric"], first=("cell", "replicates"))
-    facet_plot(summary, [k for k in keys if k != p["report_replicates"]], x=p["report_x"], hue=p["report_hue"],
-               metric=p["report_metric"], path=ctx.out / f"{p['report_metric']}_vs_{p['report_x']}.png",
-               title=f"{ctx.study} (mean ± s.d. over {p['report_replicates']})")
+    facet_plot(
+        summary,
+        [k for k in keys if k != p["report_replicates"]],
+        x=p["report_x"],
+        hue=p["report_hue"],
+        metric=p["report_metric"],
+        path=ctx.out / f"{p['report_metric']}_vs_{p['report_x']}.png",
+        title=f"{ctx.study} (mean ± s.d. over {p['report_replicates']})",
+    )
     curves_plot(rows, ctx.out / "train_curves.png", ctx.study)
     best = table.row(0, named=True)
-    return {"cells": len(rows), "best": best["cell"], f"best_{p['report_metric']}": best[p["report_metric"]],
-            f"best_{p['report_metric']}_sd": best[f"{p['report_metric']}_sd"]}
+    return {
+        "cells": len(rows),
+        "best": best["cell"],
+        f"best_{p['report_metric']}": best[p["report_metric"]],
+        f"best_{p['report_metric']}_sd": best[f"{p['report_metric']}_sd"],
+    }

@@ -6,8 +6,25 @@ import json
 
 from pipeline.spec import Context, StageSpec
 
-MODEL_KEYS = ("seq_len", "d_model", "n_layers", "n_heads", "dropout", "attention", "window", "stride",
-              "minhash_k", "router_topk", "adapter_rank", "score_mode", "gamma", "beta", "tau", "eta", "backend")
+MODEL_KEYS = (
+    "seq_len",
+    "d_model",
+    "n_layers",
+    "n_heads",
+    "dropout",
+    "attention",
+    "window",
+    "stride",
+    "minhash_k",
+    "router_topk",
+    "adapter_rank",
+    "score_mode",
+    "gamma",
+    "beta",
+    "tau",
+    "eta",
+    "backend",
+)
 TRAIN_KEYS = ("steps", "batch_size", "lr", "warmup_steps", "weight_decay", "grad_clip", "train_seed")
 
 SPEC = StageSpec(
@@ -51,9 +68,18 @@ def memory_shape(p):
     """The cell's shape for studies.ska.memory (used by `ablate memory-safe` and the guard)."""
     from studies.ska.memory import Shape
 
-    return Shape(batch=p["batch_size"], seq_len=p["seq_len"], d_model=p["d_model"], n_layers=p["n_layers"],
-                 vocab=p["vocab_size"] if "vocab_size" in p else 0, window=p["window"], stride=p["stride"],
-                 minhash_k=p["minhash_k"], router_topk=p["router_topk"], backend=p["backend"])
+    return Shape(
+        batch=p["batch_size"],
+        seq_len=p["seq_len"],
+        d_model=p["d_model"],
+        n_layers=p["n_layers"],
+        vocab=p["vocab_size"] if "vocab_size" in p else 0,
+        window=p["window"],
+        stride=p["stride"],
+        minhash_k=p["minhash_k"],
+        router_topk=p["router_topk"],
+        backend=p["backend"],
+    )
 
 
 def memory_guard(ctx: Context, vocab: int) -> None:
@@ -71,8 +97,10 @@ def memory_guard(ctx: Context, vocab: int) -> None:
     need = sum(estimate(replace(memory_shape(ctx.params), vocab=vocab)).values())
     free, where = available_bytes()
     if need > free * (1 - MARGIN):
-        raise MemoryError(f"memory-safe: estimated peak {need / 2**30:.2f} GiB exceeds {where} "
-                          f"{free / 2**30:.2f} GiB less a {MARGIN:.0%} margin; see `ablate memory-safe {ctx.study}`")
+        raise MemoryError(
+            f"memory-safe: estimated peak {need / 2**30:.2f} GiB exceeds {where} "
+            f"{free / 2**30:.2f} GiB less a {MARGIN:.0%} margin; see `ablate memory-safe {ctx.study}`"
+        )
 
 
 def run(ctx: Context) -> dict:
@@ -86,13 +114,21 @@ def run(ctx: Context) -> dict:
     model, config = build_model(ctx)
     memory_guard(ctx, config["vocab_size"])
     data = lm_data(ctx, "train", p["seq_len"], p["attention"] == "ska")
-    history = train_lm(model, LMBatches(data, p["batch_size"]), p["steps"], p["lr"], p["warmup_steps"],
-                       p["weight_decay"], p["grad_clip"], p["train_seed"])
+    history = train_lm(
+        model,
+        LMBatches(data, p["batch_size"]),
+        p["steps"],
+        p["lr"],
+        p["warmup_steps"],
+        p["weight_decay"],
+        p["grad_clip"],
+        p["train_seed"],
+    )
     torch.save(model.state_dict(), ctx.out / "model.pt")
     (ctx.out / "config.json").write_text(json.dumps(config, indent=1))
     (ctx.out / "history.json").write_text(json.dumps(history))
     seconds = history[-1]["time_s"]
-    tail = history[-max(1, len(history) // 10):]
+    tail = history[-max(1, len(history) // 10) :]
     return {
         "n_params": model.n_params(),
         "train_loss": sum(h["loss"] for h in tail) / len(tail),  # mean over the last 10% of steps

@@ -24,8 +24,12 @@ def run(ctx: Context) -> dict:
 
     p = ctx.params
     data = generate_dataset(p["n_mazes"], p["maze_n"], p["algorithm"], p["data_seed"], p["min_path_frac"])
-    splits = dict(zip(("train", "val", "test"), split_mazes(data, p["n_val"], p["n_test"], p["data_seed"])))
+    splits = dict(
+        zip(("train", "val", "test"), split_mazes(data, p["n_val"], p["n_test"], p["data_seed"]), strict=False)
+    )
     for name, part in splits.items():
         np.savez(ctx.out / f"{name}.npz", **{k: np.asarray(v) for k, v in part.items()})
-    return {f"n_{k}": len(v["start"]) for k, v in splits.items()} | {"n_tried": int(data["n_tried"]),
-                                                                   "n_kept": int(data["n_kept"])}
+    return {f"n_{k}": len(v["start"]) for k, v in splits.items()} | {
+        "n_tried": int(data["n_tried"]),
+        "n_kept": int(data["n_kept"]),
+    }

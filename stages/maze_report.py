@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from pipeline.spec import Context, StageSpec
 
-SPEC = StageSpec(name="report", reads=(), needs=("maze_data", "train", "evaluate"), code=("studies.report",),
-                 gather=True)
+SPEC = StageSpec(
+    name="report", reads=(), needs=("maze_data", "train", "evaluate"), code=("studies.report",), gather=True
+)
 
 
 def run(ctx: Context) -> dict:
@@ -20,9 +21,14 @@ def run(ctx: Context) -> dict:
     for cell in ctx.cells:
         train = next(u for u in ctx.inputs("train") if cell in u.cells).metrics()
         test = next(u for u in ctx.inputs("evaluate") if cell in u.cells).metrics()
-        by.setdefault(train["size"], {})[train["kind"]] = {"params": train["n_params"], "acc": test["test_acc"],
-                                                           "opt": test["test_opt"], "exact_opt": test["test_exact_opt"],
-                                                           "wall_s": train["wall_s"], "seed": train["seed"]}
+        by.setdefault(train["size"], {})[train["kind"]] = {
+            "params": train["n_params"],
+            "acc": test["test_acc"],
+            "opt": test["test_opt"],
+            "exact_opt": test["test_exact_opt"],
+            "wall_s": train["wall_s"],
+            "seed": train["seed"],
+        }
     results = []
     for size, kinds in by.items():
         b, p = kinds.get("baseline"), kinds.get("poh")

@@ -6,8 +6,20 @@ import json
 
 from pipeline.spec import Context, StageSpec
 
-TRAIN_KEYS = ("steps", "batch_size", "lr", "weight_decay", "grad_clip", "warmup_frac", "eval_every", "train_seed",
-              "label_smoothing", "horizon_mask", "entropy_weight", "entropy_anneal")
+TRAIN_KEYS = (
+    "steps",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "grad_clip",
+    "warmup_frac",
+    "eval_every",
+    "train_seed",
+    "label_smoothing",
+    "horizon_mask",
+    "entropy_weight",
+    "entropy_anneal",
+)
 
 SPEC = StageSpec(
     name="train",
@@ -27,8 +39,10 @@ def load_split(ctx: Context, name: str) -> dict:
 
 def model_config(ctx: Context) -> dict:
     p = ctx.params
-    cfg = {"kind": p["kind"], **{k: p[k] for k in ("d_model", "n_heads", "d_ff", "depth", "R", "T", "horizons",
-                                                    "use_cnn")}}
+    cfg = {
+        "kind": p["kind"],
+        **{k: p[k] for k in ("d_model", "n_heads", "d_ff", "depth", "R", "T", "horizons", "use_cnn")},
+    }
     if p["kind"] == "poh":
         parity = next(u for u in ctx.upstream if u.stage == "parity").metrics()
         cfg |= {"d_model": parity["poh_d_model"], "d_ff": parity["poh_d_ff"]}
@@ -42,8 +56,10 @@ def run(ctx: Context) -> dict:
 
     torch.set_num_threads(ctx.threads)
     p = ctx.params
-    cfg = {"model": model_config(ctx), "train": {k: p[k] for k in TRAIN_KEYS if k != "train_seed"} | {
-        "seed": p["train_seed"]}}
+    cfg = {
+        "model": model_config(ctx),
+        "train": {k: p[k] for k in TRAIN_KEYS if k != "train_seed"} | {"seed": p["train_seed"]},
+    }
     model, history, metrics = run_maze_cell(cfg, load_split(ctx, "train"), load_split(ctx, "val"))
     torch.save(model.state_dict(), ctx.out / "model.pt")
     (ctx.out / "config.json").write_text(json.dumps(cfg["model"], indent=1))

@@ -11,11 +11,26 @@ from pipeline.spec import Context, StageSpec
 
 SPEC = StageSpec(
     name="bench",
-    reads=("backend", "precision", "seq_len", "batch_size", "d_model", "n_heads", "minhash_k", "window", "stride",
-           "warmup", "iters", "device"),
+    reads=(
+        "backend",
+        "precision",
+        "seq_len",
+        "batch_size",
+        "d_model",
+        "n_heads",
+        "minhash_k",
+        "window",
+        "stride",
+        "warmup",
+        "iters",
+        "device",
+    ),
     code=("studies.ska.bench",),
-    choices={"backend": ("naive", "sdpa", "python", "keops", "triton"), "precision": ("fp32", "fp16", "bf16"),
-             "device": ("cpu", "cuda")},
+    choices={
+        "backend": ("naive", "sdpa", "python", "keops", "triton"),
+        "precision": ("fp32", "fp16", "bf16"),
+        "device": ("cpu", "cuda"),
+    },
     threads=2,
 )
 
@@ -29,8 +44,15 @@ def run(ctx: Context) -> dict:
     p = ctx.params
     if p["device"] == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device: cuda requested but no CUDA device is available (use device: cpu)")
-    common = dict(B=p["batch_size"], L=p["seq_len"], D=p["d_model"], precision=p["precision"], warmup=p["warmup"],
-                  iters=p["iters"], device=p["device"])
+    common = dict(
+        B=p["batch_size"],
+        L=p["seq_len"],
+        D=p["d_model"],
+        precision=p["precision"],
+        warmup=p["warmup"],
+        iters=p["iters"],
+        device=p["device"],
+    )
     if p["backend"] in ("naive", "sdpa"):
         return measure_dot(p["backend"], heads=p["n_heads"], **common)
     return measure(p["backend"], k=p["minhash_k"], window=p["window"], stride=p["stride"], heads=p["n_heads"], **common)

@@ -10,8 +10,22 @@ from __future__ import annotations
 from pipeline.spec import Context, StageSpec
 
 SPEC = StageSpec(name="report", reads=(), needs=("bench",), code=("studies.report",), gather=True)
-COLUMNS = ("backend", "precision", "device", "L", "ms_per_step", "steps_per_s", "peak_mem_mb", "B", "H", "D", "k",
-           "avg_sets_per_seq", "avg_set_size", "wall_s")
+COLUMNS = (
+    "backend",
+    "precision",
+    "device",
+    "L",
+    "ms_per_step",
+    "steps_per_s",
+    "peak_mem_mb",
+    "B",
+    "H",
+    "D",
+    "k",
+    "avg_sets_per_seq",
+    "avg_set_size",
+    "wall_s",
+)
 
 
 def run(ctx: Context) -> dict:
@@ -25,6 +39,13 @@ def run(ctx: Context) -> dict:
     chosen = [r for r in rows if r["backend"] == "sdpa" or (optimized and r["backend"] == optimized[0])]
     write_table(chosen, ctx.out / "optimized_vs_optimized", sort_by="L", first=COLUMNS[:4])
     for metric, log in (("steps_per_s", False), ("peak_mem_mb", True)):
-        line_plot(rows, x="L", y=metric, series=("backend", "precision"), path=ctx.out / f"{metric}_vs_length.png",
-                  title=f"{ctx.study}: {metric} vs sequence length", logy=log)
+        line_plot(
+            rows,
+            x="L",
+            y=metric,
+            series=("backend", "precision"),
+            path=ctx.out / f"{metric}_vs_length.png",
+            title=f"{ctx.study}: {metric} vs sequence length",
+            logy=log,
+        )
     return {"rows": len(rows), "optimized_backend": optimized[0] if optimized else None}

@@ -29,9 +29,16 @@ def run(ctx: Context) -> dict:
     if p["sudoku_source"] == "csv":
         data = sudoku.load_csv(p["sudoku_csv"])
     else:
-        data = sudoku.generate(p["n_puzzles"], p["data_seed"], max_givens=p["max_givens"],
-                               target_givens=p["target_givens"], workers=ctx.threads)
-    splits = dict(zip(("train", "val", "test"), three_way_split(data, p["n_val"], p["n_test"], p["data_seed"])))
+        data = sudoku.generate(
+            p["n_puzzles"],
+            p["data_seed"],
+            max_givens=p["max_givens"],
+            target_givens=p["target_givens"],
+            workers=ctx.threads,
+        )
+    splits = dict(
+        zip(("train", "val", "test"), three_way_split(data, p["n_val"], p["n_test"], p["data_seed"]), strict=False)
+    )
     for name, part in splits.items():
         np.savez(ctx.out / f"{name}.npz", **{k: v for k, v in part.items() if isinstance(v, np.ndarray)})
     givens = (data["puzzles"] > 0).sum(1)

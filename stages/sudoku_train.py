@@ -6,21 +6,50 @@ import json
 
 from pipeline.spec import Context, StageSpec
 
-HRM_KEYS = ("d_model", "n_heads", "d_ff", "H_layers", "L_layers", "H_cycles", "L_cycles", "T", "temperature",
-            "routing_point", "injection", "memory_size", "alpha_agg", "use_learned_gate", "entropy_norm",
-            "halt_max_steps")
+HRM_KEYS = (
+    "d_model",
+    "n_heads",
+    "d_ff",
+    "H_layers",
+    "L_layers",
+    "H_cycles",
+    "L_cycles",
+    "T",
+    "temperature",
+    "routing_point",
+    "injection",
+    "memory_size",
+    "alpha_agg",
+    "use_learned_gate",
+    "entropy_norm",
+    "halt_max_steps",
+)
 BASELINE_KEYS = ("d_model", "n_heads", "d_ff")
-TRAIN_KEYS = ("steps", "batch_size", "lr", "weight_decay", "grad_clip", "warmup_frac", "eval_every", "train_seed",
-              "augment", "entropy_weight")
+TRAIN_KEYS = (
+    "steps",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "grad_clip",
+    "warmup_frac",
+    "eval_every",
+    "train_seed",
+    "augment",
+    "entropy_weight",
+)
 
 SPEC = StageSpec(
     name="train",
     reads=("model_kind", "baseline_layers", *HRM_KEYS, *TRAIN_KEYS),
     needs=("sudoku_data",),
     code=("studies.poh.sudoku_task",),
-    choices={"model_kind": ("hrm", "baseline"), "routing_point": ("pre_proj", "post_proj"),
-             "injection": ("none", "broadcast", "film", "depth_token", "cross_attn", "alpha_gated"),
-             "alpha_agg": ("mean", "max", "entropy"), "entropy_norm": ("log", "n_heads")},
+    choices={
+        "model_kind": ("hrm", "baseline"),
+        "routing_point": ("pre_proj", "post_proj"),
+        "injection": ("none", "broadcast", "film", "depth_token", "cross_attn", "alpha_gated"),
+        "alpha_agg": ("mean", "max", "entropy"),
+        "entropy_norm": ("log", "n_heads"),
+    },
 )
 
 

@@ -21,7 +21,9 @@ def run(ctx: Context) -> dict:
 
     from studies.data import tokenizer as tk
 
-    docs = {f.stem: pq.read_table(f).column("text").to_pylist() for f in sorted(ctx.input("download").glob("*.parquet"))}
+    docs = {
+        f.stem: pq.read_table(f).column("text").to_pylist() for f in sorted(ctx.input("download").glob("*.parquet"))
+    }
     tok = tk.train_tokenizer(ctx.params["tokenizer"], docs["train"], ctx.params["vocab_size"])
     tk.save_tokenizer(tok, ctx.out / "tokenizer.json")
     counts = {}

@@ -10,8 +10,24 @@ import json
 
 from pipeline.spec import Context, StageSpec
 
-MODEL_KEYS = ("attention", "d_model", "n_layers", "n_heads", "patch", "pool", "window", "stride", "minhash_k",
-              "router_topk", "adapter_rank", "score_mode", "gamma", "beta", "hash_seed", "backend")
+MODEL_KEYS = (
+    "attention",
+    "d_model",
+    "n_layers",
+    "n_heads",
+    "patch",
+    "pool",
+    "window",
+    "stride",
+    "minhash_k",
+    "router_topk",
+    "adapter_rank",
+    "score_mode",
+    "gamma",
+    "beta",
+    "hash_seed",
+    "backend",
+)
 TRAIN_KEYS = ("steps", "batch_size", "lr", "warmup_steps", "weight_decay", "train_seed")
 
 SPEC = StageSpec(
@@ -47,11 +63,24 @@ def run(ctx: Context) -> dict:
     torch.manual_seed(p["train_seed"])  # initial weights
     model = build_model(config)
     x, y = load_images(ctx, "train")
-    history = train_classifier(model, x, y, steps=p["steps"], batch_size=p["batch_size"], lr=p["lr"],
-                               warmup_steps=p["warmup_steps"], weight_decay=p["weight_decay"], seed=p["train_seed"])
+    history = train_classifier(
+        model,
+        x,
+        y,
+        steps=p["steps"],
+        batch_size=p["batch_size"],
+        lr=p["lr"],
+        warmup_steps=p["warmup_steps"],
+        weight_decay=p["weight_decay"],
+        seed=p["train_seed"],
+    )
     torch.save(model.state_dict(), ctx.out / "model.pt")
     (ctx.out / "config.json").write_text(json.dumps(config, indent=1))
     (ctx.out / "history.json").write_text(json.dumps(history))
-    tail = history[-max(1, len(history) // 10):]
-    return {"n_params": model.n_params(), "train_loss": sum(h["loss"] for h in tail) / len(tail),
-            "train_s": history[-1]["time_s"], "train_imgs_per_s": p["steps"] * p["batch_size"] / history[-1]["time_s"]}
+    tail = history[-max(1, len(history) // 10) :]
+    return {
+        "n_params": model.n_params(),
+        "train_loss": sum(h["loss"] for h in tail) / len(tail),
+        "train_s": history[-1]["time_s"],
+        "train_imgs_per_s": p["steps"] * p["batch_size"] / history[-1]["time_s"],
+    }

@@ -12,16 +12,23 @@ import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
 
-def write_table(rows: list[dict], stem: Path, sort_by: str, first: tuple[str, ...] = (),
-                descending: bool = False) -> pl.DataFrame:
+def write_table(
+    rows: list[dict], stem: Path, sort_by: str, first: tuple[str, ...] = (), descending: bool = False
+) -> pl.DataFrame:
     """Write ``stem``.csv and ``stem``.md sorted by ``sort_by``, ``first`` columns leading."""
     df = pl.DataFrame(rows, infer_schema_length=None).sort(sort_by, descending=descending, nulls_last=True)
     df = df.select([*first, *(c for c in df.columns if c not in first)])
     df.write_csv(stem.with_suffix(".csv"))
     shown = df.with_columns(pl.col(pl.Float64).round(4))
-    with pl.Config(tbl_formatting="ASCII_MARKDOWN", tbl_hide_column_data_types=True,
-                   tbl_hide_dataframe_shape=True, tbl_rows=-1, tbl_cols=-1, tbl_width_chars=10_000,
-                   fmt_str_lengths=200):
+    with pl.Config(
+        tbl_formatting="ASCII_MARKDOWN",
+        tbl_hide_column_data_types=True,
+        tbl_hide_dataframe_shape=True,
+        tbl_rows=-1,
+        tbl_cols=-1,
+        tbl_width_chars=10_000,
+        fmt_str_lengths=200,
+    ):
         stem.with_suffix(".md").write_text(str(shown) + "\n")
     return df
 
@@ -39,16 +46,20 @@ def facet_plot(rows: list[dict], keys: list[str], x: str, hue: str, metric: str,
     others = sorted({tuple((k, r[k]) for k in axes_keys) for r in grid})
     n = max(1, len(others))
     cols = min(n, 2)
-    fig, axs = plt.subplots((n + cols - 1) // cols, cols, figsize=(5 * cols, 3.6 * ((n + cols - 1) // cols)),
-                            squeeze=False, sharey=True)
-    for ax, combo in zip(axs.flat, others or [()]):
+    fig, axs = plt.subplots(
+        (n + cols - 1) // cols, cols, figsize=(5 * cols, 3.6 * ((n + cols - 1) // cols)), squeeze=False, sharey=True
+    )
+    for ax, combo in zip(axs.flat, others or [()], strict=False):
         sub = [r for r in grid if all(r[k] == v for k, v in combo)]
         for h, group in itertools.groupby(sorted(sub, key=lambda r: (r[hue], r[x])), key=lambda r: r[hue]):
             group = list(group)
             err = [r.get(f"{metric}_sd", 0.0) for r in group]
-            ax.errorbar([r[x] for r in group], [r[metric] for r in group], yerr=err, marker="o", capsize=3,
-                        label=f"{hue}={h}")
-        for r, style, color in zip(named, itertools.cycle(("--", ":", "-.")), itertools.cycle(("black", "tab:red", "tab:purple"))):
+            ax.errorbar(
+                [r[x] for r in group], [r[metric] for r in group], yerr=err, marker="o", capsize=3, label=f"{hue}={h}"
+            )
+        for r, style, color in zip(
+            named, itertools.cycle(("--", ":", "-.")), itertools.cycle(("black", "tab:red", "tab:purple"))
+        ):
             ax.axhline(r[metric], linestyle=style, color=color, lw=1, label=f"{r['cell']} ({r[metric]:.4g})")
         ax.set_title(", ".join(f"{k}={v}" for k, v in combo) or title, fontsize=9)
         ax.set_xlabel(x)
@@ -93,8 +104,12 @@ def replicate_summary(rows: list[dict], keys: list[str], replicate: str, metrics
             label = min((m["cell"] for m in members), key=len)
         else:
             label = ",".join(p for p in first["cell"].split(",") if not p.startswith(f"{replicate}="))
-        row = {"cell": label, "named": first["named"], **{k: first[k] for k in keys if k != replicate},
-               "replicates": len(members)}
+        row = {
+            "cell": label,
+            "named": first["named"],
+            **{k: first[k] for k in keys if k != replicate},
+            "replicates": len(members),
+        }
         for m in metrics:
             values = pl.Series([r[m] for r in members], dtype=pl.Float64)
             row[m], row[f"{m}_sd"] = values.mean(), (values.std() if len(members) > 1 else 0.0)
@@ -107,7 +122,7 @@ def histograms(series: dict[str, list[float]], path: Path, xlabel: str, title: s
     lo = min(min(v) for v in series.values())
     hi = max(max(v) for v in series.values())
     fig, axs = plt.subplots(1, len(series), figsize=(3.2 * len(series), 3), sharex=True, squeeze=False)
-    for ax, (name, values) in zip(axs[0], series.items()):
+    for ax, (name, values) in zip(axs[0], series.items(), strict=False):
         ax.hist(values, bins=bins, range=(lo, hi), color="tab:blue", alpha=0.8)
         ax.axvline(0, color="black", lw=0.8)
         ax.set_title(name, fontsize=9)
@@ -118,8 +133,9 @@ def histograms(series: dict[str, list[float]], path: Path, xlabel: str, title: s
     plt.close(fig)
 
 
-def line_plot(rows: list[dict], x: str, y: str, series: tuple[str, ...], path: Path, title: str,
-              logy: bool = False) -> None:
+def line_plot(
+    rows: list[dict], x: str, y: str, series: tuple[str, ...], path: Path, title: str, logy: bool = False
+) -> None:
     """``y`` against ``x``, one line per combination of the ``series`` keys."""
     fig, ax = plt.subplots(figsize=(6, 4))
     key = lambda r: tuple(str(r[s]) for s in series)  # noqa: E731
@@ -137,14 +153,20 @@ def line_plot(rows: list[dict], x: str, y: str, series: tuple[str, ...], path: P
     plt.close(fig)
 
 
-def bar_plot(rows: list[dict], metric: str, path: Path, title: str, reference: float | None = None,
-             best_first: bool = True) -> None:
+def bar_plot(
+    rows: list[dict], metric: str, path: Path, title: str, reference: float | None = None, best_first: bool = True
+) -> None:
     """One bar per row (cell or replicate group) with ``<metric>_sd`` error bars, sorted by value."""
     rows = sorted(rows, key=lambda r: r[metric], reverse=best_first)
     fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(rows) + 2), 4))
     colors = ["tab:gray" if r["named"] else "tab:blue" for r in rows]
-    ax.bar(range(len(rows)), [r[metric] for r in rows], yerr=[r.get(f"{metric}_sd", 0) for r in rows],
-           color=colors, capsize=3)
+    ax.bar(
+        range(len(rows)),
+        [r[metric] for r in rows],
+        yerr=[r.get(f"{metric}_sd", 0) for r in rows],
+        color=colors,
+        capsize=3,
+    )
     ax.set_xticks(range(len(rows)), [r["cell"] for r in rows], rotation=60, ha="right", fontsize=7)
     if reference is not None:
         ax.axhline(reference, color="tab:red", linestyle=":", label=f"chance ({reference:.3g})")
@@ -159,7 +181,7 @@ def bar_plot(rows: list[dict], metric: str, path: Path, title: str, reference: f
 def scaling_panels(results: list[dict], path: Path, title: str) -> None:
     """The scaling study's 2×2: accuracy and optimality vs parameters, and PoH − baseline bars."""
     fig, axs = plt.subplots(2, 2, figsize=(9, 7))
-    for ax, metric in zip(axs[0], ("acc", "opt")):
+    for ax, metric in zip(axs[0], ("acc", "opt"), strict=False):
         for kind, marker in (("baseline", "o"), ("poh", "s")):
             pts = [(r[f"{kind}_params"], r[f"{kind}_{metric}"]) for r in results if f"{kind}_params" in r]
             ax.plot([p for p, _ in pts], [v for _, v in pts], marker=marker, label=kind)
@@ -167,7 +189,7 @@ def scaling_panels(results: list[dict], path: Path, title: str) -> None:
         ax.set_xlabel("parameters")
         ax.set_ylabel(metric)
         ax.legend(fontsize=8)
-    for ax, metric in zip(axs[1], ("acc", "opt")):
+    for ax, metric in zip(axs[1], ("acc", "opt"), strict=False):
         deltas = [r.get(f"poh_minus_baseline_{metric}", 0.0) for r in results]
         ax.bar([str(r["size"]) for r in results], deltas, color=["tab:green" if d >= 0 else "tab:red" for d in deltas])
         ax.axhline(0, color="black", lw=0.8)

@@ -14,7 +14,9 @@ from torch import Tensor
 from .banks import Bank, add_signatures, delta_from_signatures
 
 
-def random_set_pairs(n_pairs: int, universe: int, min_size: int, max_size: int, seed: int) -> list[tuple[Tensor, Tensor]]:
+def random_set_pairs(
+    n_pairs: int, universe: int, min_size: int, max_size: int, seed: int
+) -> list[tuple[Tensor, Tensor]]:
     """Pairs (A, B) of distinct-id sets; the shared part is a uniform fraction of the smaller set."""
     if not 1 <= min_size <= max_size or 2 * max_size > universe:
         raise ValueError(f"need 1 <= min_size <= max_size <= universe/2, got {min_size}, {max_size}, {universe}")
@@ -64,6 +66,10 @@ def summarize(errors: dict[str, Tensor]) -> dict[str, float]:
     out = {}
     for name in ("jaccard", "delta"):
         err = errors[f"{name}_est"] - errors[name]
-        out |= {f"{name}_mean_err": err.mean().item(), f"{name}_sd_err": err.std().item(),
-                f"{name}_max_abs_err": err.abs().max().item(), f"{name}_mean_abs_err": err.abs().mean().item()}
+        out |= {
+            f"{name}_mean_err": err.mean().item(),
+            f"{name}_sd_err": err.std().item(),
+            f"{name}_max_abs_err": err.abs().max().item(),
+            f"{name}_mean_abs_err": err.abs().mean().item(),
+        }
     return out

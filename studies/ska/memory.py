@@ -90,8 +90,9 @@ def preset(base: Shape, budget: int, windows=(64, 32, 16, 8), ks=(256, 128, 64, 
     for w in windows:
         for k in ks:
             for t in topks:
-                candidate = Shape(**{**base.__dict__, "window": w, "stride": max(1, w // 2), "minhash_k": k,
-                                     "router_topk": t})
+                candidate = Shape(
+                    **{**base.__dict__, "window": w, "stride": max(1, w // 2), "minhash_k": k, "router_topk": t}
+                )
                 if fits(candidate, budget):
                     return candidate
     return None

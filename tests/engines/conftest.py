@@ -20,14 +20,21 @@ TOY = Path(__file__).resolve().parent.parent / "toy_project"
 class Project:
     def __init__(self, path: Path, store: Path | None = None):
         self.path = path
-        self.env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-                    "PYTHONPATH": str(path), "ABLATE_STORE": str(store or path / "artifacts" / ".store")}
+        self.env = {
+            **os.environ,
+            "PATH": f"{BIN}:{os.environ['PATH']}",
+            "DVC_NO_ANALYTICS": "1",
+            "PYTHONPATH": str(path),
+            "ABLATE_STORE": str(store or path / "artifacts" / ".store"),
+        }
         self.env.pop("ABLATE_ARTIFACTS", None)
 
     def run(self, *cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
         proc = subprocess.run(cmd, cwd=self.path, env=self.env, capture_output=True, text=True, **kw)
         if check and proc.returncode != 0:
-            raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+            raise AssertionError(
+                f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+            )
         return proc
 
     def snakemake(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -10,7 +10,6 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import make_project
 
 pytestmark = pytest.mark.engines
@@ -55,8 +54,11 @@ def test_comment_edit_triggers_nothing_and_code_edit_rebuilds_downstream(project
     project.snakemake()
     project.dvc_repro()
     n = len(project.builds())
-    project.edit("stages/helpers.py", "def slow_write(path, text, delay):",
-                 "# a comment\ndef slow_write(path, text, delay):\n    '''Docstrings do not count.'''")
+    project.edit(
+        "stages/helpers.py",
+        "def slow_write(path, text, delay):",
+        "# a comment\ndef slow_write(path, text, delay):\n    '''Docstrings do not count.'''",
+    )
     assert "Nothing to be done" in project.snakemake().stderr
     project.dvc_repro()
     assert len(project.builds()) == n, "a comment edit made an engine ask for a build"
@@ -70,8 +72,14 @@ def test_comment_edit_triggers_nothing_and_code_edit_rebuilds_downstream(project
 
 def test_kill_9_mid_stage_publishes_nothing_and_the_next_build_completes(project):
     project.edit("params.yaml", "delay: 0.0", "delay: 30.0")
-    proc = subprocess.Popen(["snakemake", "--cores", "2"], cwd=project.path, env=project.env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        ["snakemake", "--cores", "2"],
+        cwd=project.path,
+        env=project.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     tmp = project.path / "artifacts/.store/tmp"
     deadline = time.time() + 60
     while not list(tmp.glob("*/values.json")) and time.time() < deadline:
@@ -98,12 +106,18 @@ def test_two_clones_sharing_a_store_compute_each_node_once(tmp_path):
     a, b = make_project(tmp_path / "a", store), make_project(tmp_path / "b", store)
     for p in (a, b):
         p.edit("params.yaml", "delay: 0.0", "delay: 0.5")
-    procs = [subprocess.Popen(["snakemake", "--cores", "2"], cwd=p.path, env=p.env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for p in (a, b)]
+    procs = [
+        subprocess.Popen(
+            ["snakemake", "--cores", "2"], cwd=p.path, env=p.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        for p in (a, b)
+    ]
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     total = a.computed() + b.computed()
     assert total == ALL, f"computed {dict(total)} across both clones"
-    assert (a.path / "artifacts/reports/toy/table.txt").read_text() == (b.path / "artifacts/reports/toy/table.txt").read_text()
+    assert (a.path / "artifacts/reports/toy/table.txt").read_text() == (
+        b.path / "artifacts/reports/toy/table.txt"
+    ).read_text()
 
 
 def test_a_failing_stage_is_reported_with_its_exit_code(project):
@@ -118,17 +132,27 @@ def test_a_failing_stage_is_reported_with_its_exit_code(project):
     assert "exit code 1: RuntimeError: asked to fail" in detail
 
 
-@pytest.mark.parametrize("old, new, path", [
-    ("exponent: [2, 3]", "exponent: [2, '3']", "studies.toy.grid.exponent[1]"),  # dvc parses it; `ablate fingerprints` refuses
-    ("exponent: 1", "exponnt: 1", "studies.toy.grid.exponent: unknown param 'exponent' (did you mean 'exponnt'?)"),
-])
+@pytest.mark.parametrize(
+    "old, new, path",
+    [
+        (
+            "exponent: [2, 3]",
+            "exponent: [2, '3']",
+            "studies.toy.grid.exponent[1]",
+        ),  # dvc parses it; `ablate fingerprints` refuses
+        ("exponent: 1", "exponnt: 1", "studies.toy.grid.exponent: unknown param 'exponent' (did you mean 'exponnt'?)"),
+    ],
+)
 def test_malformed_params_fail_both_engines_and_touch_no_artifact(project, old, new, path):
     project.snakemake()
     project.dvc_repro()
     before = {p: p.stat().st_mtime_ns for p in (project.path / "artifacts").rglob("*") if ".logs" not in p.parts}
     project.edit("params.yaml", old, new)
-    for result in (project.snakemake(check=False), project.run("dvc", "repro", check=False),
-                   project.run("python", "-m", "ablate", "status", check=False)):
+    for result in (
+        project.snakemake(check=False),
+        project.run("dvc", "repro", check=False),
+        project.run("python", "-m", "ablate", "status", check=False),
+    ):
         assert result.returncode != 0
         assert path in result.stdout + result.stderr
     after = {p: p.stat().st_mtime_ns for p in (project.path / "artifacts").rglob("*") if ".logs" not in p.parts}

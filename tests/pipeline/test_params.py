@@ -42,7 +42,14 @@ def test_grid_is_the_cartesian_product_minus_exclusions_plus_named_cells(tmp_pat
         "fast",
     ]
     assert [c.name for c in study.excluded] == ["minhash_k=32,window=64,stride=32"]
-    assert study.cells[2].params == {"minhash_k": 64, "window": 64, "stride": 32, "lr": 1e-3, "name": "x", "flag": False}
+    assert study.cells[2].params == {
+        "minhash_k": 64,
+        "window": 64,
+        "stride": 32,
+        "lr": 1e-3,
+        "name": "x",
+        "flag": False,
+    }
     assert study.cells[-1].params["lr"] == 3e-3 and study.overridden == {"lr"}
 
 
@@ -88,13 +95,17 @@ def test_a_named_cell_may_not_reuse_a_grid_cell_name(tmp_path):
 
 
 def test_grid_values_that_cannot_be_paths_are_refused(tmp_path):
-    text = GOOD.replace("lr: 1.0e-3, name: x", "lr: 1.0e-3, name: x").replace("    cells:", "      name: [a, 'b/c']\n    cells:")
+    text = GOOD.replace("lr: 1.0e-3, name: x", "lr: 1.0e-3, name: x").replace(
+        "    cells:", "      name: [a, 'b/c']\n    cells:"
+    )
     with pytest.raises(ParamsError, match=r"^studies.s.grid.name\[1\]: 'b/c' cannot appear in a path"):
         load_text(tmp_path, text)
 
 
 def test_unknown_study_is_named_with_a_suggestion(tmp_path):
-    with pytest.raises(ParamsError, match=r"^studies.t: unknown study \(did you mean 's'\?\)|^studies.t: unknown study"):
+    with pytest.raises(
+        ParamsError, match=r"^studies.t: unknown study \(did you mean 's'\?\)|^studies.t: unknown study"
+    ):
         load_text(tmp_path, GOOD, only=["t"])
 
 

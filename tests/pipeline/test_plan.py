@@ -54,14 +54,19 @@ def test_fingerprint_ignores_params_the_stage_does_not_read(tmp_path):
     after = plan_of(tmp_path, lambda s: s["params"].update(lr=1.0e-2))
     for stage in ("download", "tokenize", "banks"):
         assert {n.fingerprint for n in stage_nodes(before, stage)} == {n.fingerprint for n in stage_nodes(after, stage)}
-    assert not {n.fingerprint for n in stage_nodes(before, "train")} & {n.fingerprint for n in stage_nodes(after, "train")}
+    assert not {n.fingerprint for n in stage_nodes(before, "train")} & {
+        n.fingerprint for n in stage_nodes(after, "train")
+    }
 
 
 def test_one_grid_value_changes_only_the_nodes_it_touches(tmp_path):
     before = plan_of(tmp_path)
     after = plan_of(tmp_path, lambda s: s["grid"].update(minhash_k=[32, 128]))
-    changed = {k for k, n in after.nodes.items()
-               if k[0] == "ska_lm" and (k not in before.nodes or before.nodes[k].fingerprint != n.fingerprint)}
+    changed = {
+        k
+        for k, n in after.nodes.items()
+        if k[0] == "ska_lm" and (k not in before.nodes or before.nodes[k].fingerprint != n.fingerprint)
+    }
     stages = sorted({stage for _, stage, _ in changed})
     assert stages == ["banks", "evaluate", "report", "train"]
     assert all("minhash_k=128" in slug for _, stage, slug in changed if stage != "report")
@@ -71,6 +76,7 @@ def test_one_grid_value_changes_only_the_nodes_it_touches(tmp_path):
 def test_adding_a_single_valued_axis_renames_paths_but_keeps_every_fingerprint(tmp_path):
     before = plan_of(tmp_path)
     after = plan_of(tmp_path, lambda s: s["grid"].update(hash_seed=[0]))  # hash_seed is 0 in params
+
     def fingerprints(plan):
         return {n.fingerprint for n in plan.nodes.values() if n.stage != "report"}
 
@@ -82,9 +88,18 @@ def test_adding_a_single_valued_axis_renames_paths_but_keeps_every_fingerprint(t
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda s: s["params"].update(attention="flash"), r"^studies.ska_lm.params.attention: 'flash' is not allowed; choose one of ska, sdpa"),
-        (lambda s: s["cells"].update(x={"attention": "flash"}), r"^studies.ska_lm.cells.x.attention: 'flash' is not allowed"),
-        (lambda s: s["params"].update(learning_rate=0.1), r"^studies.ska_lm.params.learning_rate: no stage of kind 'ska_lm' reads this key"),
+        (
+            lambda s: s["params"].update(attention="flash"),
+            r"^studies.ska_lm.params.attention: 'flash' is not allowed; choose one of ska, sdpa",
+        ),
+        (
+            lambda s: s["cells"].update(x={"attention": "flash"}),
+            r"^studies.ska_lm.cells.x.attention: 'flash' is not allowed",
+        ),
+        (
+            lambda s: s["params"].update(learning_rate=0.1),
+            r"^studies.ska_lm.params.learning_rate: no stage of kind 'ska_lm' reads this key",
+        ),
         (lambda s: s["params"].pop("lr"), r"^studies.ska_lm.params.lr: missing: stage 'train' reads it"),
     ],
 )

@@ -17,8 +17,18 @@ def test_cli_refuses_cells_over_the_budget_and_names_them(capsys):
 
 
 def test_train_guard_raises_memory_error_only_when_enabled(monkeypatch, tmp_path):
-    params = {"batch_size": 8, "seq_len": 4096, "d_model": 256, "n_layers": 4, "window": 32, "stride": 16,
-              "minhash_k": 64, "router_topk": 0, "backend": "python", "attention": "ska"}
+    params = {
+        "batch_size": 8,
+        "seq_len": 4096,
+        "d_model": 256,
+        "n_layers": 4,
+        "window": 32,
+        "stride": 16,
+        "minhash_k": 64,
+        "router_topk": 0,
+        "backend": "python",
+        "attention": "ska",
+    }
     ctx = Context(params=Params(params, "train"), out=tmp_path, upstream=(), study="ska_lm")
     monkeypatch.setattr(memory, "available_bytes", lambda device="auto": (2**30, "test RAM"))
     monkeypatch.delenv("ABLATE_MEMORY_SAFE", raising=False)

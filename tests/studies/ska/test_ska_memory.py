@@ -2,8 +2,9 @@ import pytest
 
 from studies.ska.memory import Shape, estimate, fits, preset
 
-BASE = Shape(batch=8, seq_len=2048, d_model=128, n_layers=4, vocab=8192, window=32, stride=16, minhash_k=64,
-             router_topk=0)
+BASE = Shape(
+    batch=8, seq_len=2048, d_model=128, n_layers=4, vocab=8192, window=32, stride=16, minhash_k=64, router_topk=0
+)
 
 
 def test_set_count_matches_window_starts():
