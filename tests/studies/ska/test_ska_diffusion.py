@@ -1,0 +1,191 @@
+"""DDPM with SKA/SDPA denoisers: schedule, q_sample, banks from x_t only, ε-MSE, DDIM; FID."""
+
+import inspect
+import math
+
+import pytest
+import torch
+
+from studies.data.images import make_images
+from studies.ska import diffusion as dm
+from studies.ska.fid import FeatureNet, fid, frechet_distance, gaussian_stats, train_feature_net
+
+SMALL = dict(d_model=32, n_layers=2, n_heads=2, minhash_k=16)
+
+
+def _image_model(seed=0, **kw):
+    torch.manual_seed(seed)
+    return dm.Denoiser(dm.DiffusionConfig(**{**SMALL, "T": 100, **kw}))
+
+
+def _text_model(seed=0, **kw):
+    torch.manual_seed(seed)
+    cfg = dict(modality="text", vocab_size=20, seq_len=16, d_embed=8, window=4, stride=2, T=100)
+    return dm.Denoiser(dm.DiffusionConfig(**{**SMALL, **cfg, **kw}))
+
+
+def _text_data(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    tok = torch.randint(0, 20, (n, 16), generator=g)
+    tok[:, 1::2] = (tok[:, ::2] + 1) % 20  # learnable structure: odd token = even token + 1
+    return tok
+
+
+def test_cosine_alpha_bar_is_strictly_decreasing_inside_zero_one():
+    for T in (10, 200, 1000):
+        ab = dm.cosine_alpha_bar(T)
+        assert ab.shape == (T,) and ab.dtype == torch.float64
+        assert (ab > 0).all() and (ab < 1).all()
+        assert (ab[1:] < ab[:-1]).all()
+    ab = dm.cosine_alpha_bar(1000)
+    s = 0.008
+    f = lambda t: math.cos((t / 1000 + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
+    assert abs(float(ab[499]) - f(500) / f(0)) < 1e-9  # unclipped part: ᾱ_t = f(t+1)/f(0)
+    assert float(ab[0]) > 0.999 and float(ab[-1]) < 1e-4
+
+
+def test_q_sample_matches_the_formula_and_keeps_unit_variance():
+    ab = dm.cosine_alpha_bar(50)
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(4000, 3, generator=g), torch.randn(4000, 3, generator=g)
+    t = torch.full((4000,), 20)
+    xt = dm.q_sample(x0, t, eps, ab)
+    a = float(ab[20])
+    assert torch.allclose(xt, math.sqrt(a) * x0 + math.sqrt(1 - a) * eps, atol=1e-6)
+    assert abs(float(xt.var()) - 1.0) < 0.05  # variance preserving
+    t_mix = torch.tensor([0, 49])
+    xt2 = dm.q_sample(x0[:2], t_mix, eps[:2], ab)  # per-example timesteps broadcast over features
+    assert torch.allclose(xt2[1], ab[49].float().sqrt() * x0[1] + (1 - ab[49].float()).sqrt() * eps[1])
+
+
+def test_bank_functions_take_only_x_t():
+    for fn in (dm.Denoiser.noisy_bank, dm.Denoiser.noisy_atoms, dm.Denoiser.forward):
+        params = list(inspect.signature(fn).parameters)
+        assert "x_t" in params and not {"x0", "x_0", "clean", "target"} & set(params), params
+
+
+@pytest.mark.parametrize("make", [_image_model, _text_model])
+def test_training_loss_builds_the_bank_from_x_t_never_x_0(make, monkeypatch):
+    model = make(attention="ska")
+    data = make_images(4, seed=0)[0] if model.cfg.modality == "image" else _text_data(4)
+    x0 = model.clean(data)
+    g = torch.Generator().manual_seed(1)
+    t = torch.full((4,), 60)
+    eps1, eps2 = torch.randn(x0.shape, generator=g), torch.randn(x0.shape, generator=g)
+    seen = []
+    original = model.noisy_bank
+    monkeypatch.setattr(model, "noisy_bank", lambda x_t: seen.append(x_t.clone()) or original(x_t))
+    dm.diffusion_loss(model, x0, t, eps1)
+    dm.diffusion_loss(model, x0, t, eps2)
+    assert torch.equal(seen[0], dm.q_sample(x0, t, eps1, model.alpha_bar))
+    assert not torch.equal(seen[0], x0)
+    atoms1, atoms2, clean = (model.noisy_atoms(x) for x in (seen[0], seen[1], x0))
+    assert not torch.equal(atoms1, atoms2)  # same x_0, other noise: other sets
+    assert not torch.equal(atoms1, clean)  # and not the clean target's sets
+
+
+def test_text_atoms_round_to_the_nearest_token_at_any_scale():
+    model = _text_model()
+    tok = _text_data(5)
+    x0 = model.clean(tok)  # [5, 16, 8]
+    assert torch.equal(model.nearest_tokens(x0), tok)
+    assert torch.equal(model.nearest_tokens(0.05 * x0), tok)  # √ᾱ_t scaling cancels
+    norms = model.table.norm(dim=-1)
+    assert torch.allclose(norms, torch.full_like(norms, math.sqrt(8)))
+
+
+def test_image_atoms_of_x_t_use_the_zero_cut_in_signed_space():
+    model = _image_model(attention="ska")
+    x = torch.full((1, 3, 32, 32), -1.0)
+    x[0, :, :4, :4] = 0.2  # patch 0 above 0 (= above 0.5 in [0, 1])
+    atoms = model.noisy_atoms(x)
+    assert atoms[0, 0] == 1 and atoms[0, 1] == 2 and atoms.shape == (1, 64)
+
+
+@pytest.mark.parametrize(
+    "make, kw",
+    [
+        (_image_model, dict(attention="sdpa")),
+        (_image_model, dict(attention="ska")),
+        (_text_model, dict(attention="ska")),
+    ],
+)
+def test_eps_mse_decreases_over_a_short_training(make, kw):
+    model = make(**kw)
+    image = model.cfg.modality == "image"
+    train = make_images(64, seed=1)[0] if image else _text_data(64, seed=1)
+    held = make_images(32, seed=2)[0] if image else _text_data(32, seed=2)
+    before = dm.eps_mse(model, held, seed=0)
+    assert abs(before["eps_mse"] - 1.0) < 0.1  # zero-initialised output: ε̂ = 0
+    dm.train_diffusion(model, train, steps=40, batch_size=16, lr=3e-3, warmup_steps=4, seed=0)
+    after = dm.eps_mse(model, held, seed=0)
+    assert after["eps_mse"] < before["eps_mse"] - 0.08, (before, after)  # measured drops 0.15-0.5
+    assert set(after) == {f"eps_mse_t{t}" for t in dm.eval_timesteps(100)} | {"eps_mse", "imgs_per_s"}
+    assert after == {**dm.eps_mse(model, held, seed=0), "imgs_per_s": after["imgs_per_s"]}  # seeded
+
+
+def test_ddim_sampler_shapes_range_and_seed():
+    model = _image_model(attention="ska")
+    with torch.no_grad():
+        model.out.weight.normal_(0, 0.1)  # a non-zero ε̂, so the steps do something
+    a = dm.ddim_sample(model, 3, steps=4, seed=5)
+    b = dm.ddim_sample(model, 3, steps=4, seed=5, batch_size=2)  # one noise stream, any batching
+    assert a.shape == (3, 3, 32, 32) and a.min() >= -1 and a.max() <= 1
+    assert torch.allclose(a, b, atol=1e-5)
+    assert torch.equal(a, dm.ddim_sample(model, 3, steps=4, seed=5))
+    text = dm.ddim_sample(_text_model(), 2, steps=3, seed=0)
+    assert text.shape == (2, 16, 8)
+
+
+@pytest.mark.parametrize(
+    "kw, field",
+    [(dict(modality="audio"), "modality"), (dict(T=0), "T"), (dict(patch=3), "patch"), (dict(window=0), "window")],
+)
+def test_config_errors_name_the_field(kw, field):
+    with pytest.raises(ValueError, match=rf"DiffusionConfig\.{field}"):
+        dm.DiffusionConfig(**kw)
+
+
+# --- FID with the in-pipeline feature net -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def feature_net():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    x, y = make_images(400, seed=(9, 0))
+    net = train_feature_net(x, y, steps=40, seed=0)
+    torch.set_num_threads(before)
+    return net
+
+
+def test_frechet_distance_matches_the_closed_form_for_diagonal_covariances():
+    a, b = torch.tensor([1.0, 4.0, 9.0, 0.0]), torch.tensor([4.0, 1.0, 9.0, 2.0])
+    mu1, mu2 = torch.zeros(4), torch.tensor([1.0, 0.0, 2.0, 0.0])
+    expect = 5.0 + float(((a.sqrt() - b.sqrt()) ** 2).sum())
+    got = frechet_distance(mu1, torch.diag(a).double(), mu2, torch.diag(b).double())
+    assert abs(got - expect) < 1e-9
+
+
+def test_fid_properties(feature_net):
+    real, _ = make_images(200, seed=(9, 1))
+    other, _ = make_images(200, seed=(9, 2))
+    noise = torch.randint(0, 256, real.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    same = fid(feature_net, real, real)
+    halves = fid(feature_net, real, other)
+    far = fid(feature_net, real, noise)
+    print(f"FID same {same:.2e}, independent halves {halves:.3f}, noise {far:.1f}")
+    assert same < 1e-6
+    assert abs(halves - fid(feature_net, other, real)) < 1e-6 * max(1.0, halves)  # symmetric
+    assert far > 10 * halves and far > halves + 1.0
+
+
+def test_gaussian_stats_and_feature_net_shapes():
+    net = FeatureNet()
+    x, _ = make_images(5, seed=0)
+    feats = net.features(x)
+    assert feats.shape == (5, 64) and net(x).shape == (5, 10)
+    mu, cov = gaussian_stats(feats)
+    assert torch.allclose(cov, torch.cov(feats.double().T))
+    with pytest.raises(ValueError):
+        gaussian_stats(feats[:1])
