@@ -16,6 +16,7 @@ RECIPES: dict[str, tuple[str, ...]] = {
     ),
     "ska_minhash": ("stages.ska_delta", "stages.ska_delta_report"),
     "ska_bench": ("stages.ska_bench", "stages.ska_bench_report"),
+    "ska_parity": ("stages.ska_parity", "stages.ska_parity_report"),
     "ska_vit": ("stages.images", "stages.vit_train", "stages.vit_evaluate", "stages.ranking_report"),
     "ska_diffusion": (
         "stages.images",

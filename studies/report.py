@@ -13,13 +13,21 @@ import polars as pl  # noqa: E402
 
 
 def write_table(
-    rows: list[dict], stem: Path, sort_by: str, first: tuple[str, ...] = (), descending: bool = False
+    rows: list[dict],
+    stem: Path,
+    sort_by: str,
+    first: tuple[str, ...] = (),
+    descending: bool = False,
+    digits: int | None = 4,
 ) -> pl.DataFrame:
-    """Write ``stem``.csv and ``stem``.md sorted by ``sort_by``, ``first`` columns leading."""
+    """Write ``stem``.csv and ``stem``.md sorted by ``sort_by``, ``first`` columns leading.
+
+    The markdown rounds floats to ``digits`` decimals (None: full precision); the CSV never does.
+    """
     df = pl.DataFrame(rows, infer_schema_length=None).sort(sort_by, descending=descending, nulls_last=True)
     df = df.select([*first, *(c for c in df.columns if c not in first)])
     df.write_csv(stem.with_suffix(".csv"))
-    shown = df.with_columns(pl.col(pl.Float64).round(4))
+    shown = df if digits is None else df.with_columns(pl.col(pl.Float64).round(digits))
     with pl.Config(
         tbl_formatting="ASCII_MARKDOWN",
         tbl_hide_column_data_types=True,
