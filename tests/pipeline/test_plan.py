@@ -131,3 +131,25 @@ def test_planning_does_not_import_torch_or_the_engines():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_changing_one_injection_cell_recomputes_only_its_train_and_evaluate(tmp_path):
+    def edit(raw):
+        raw["studies"]["poh_injection"]["cells"]["alpha_max_nogate"]["injection"] = "film"
+
+    raw = shipped_params()
+    before = build(_write(tmp_path / "a.yaml", raw), RECIPES, only=["poh_injection"])
+    edit(raw)
+    after = build(_write(tmp_path / "b.yaml", raw), RECIPES, only=["poh_injection"])
+    old = {n.fingerprint for n in before.nodes.values()}
+    assert sorted(n.label for n in after.nodes.values() if n.fingerprint not in old) == [
+        "poh_injection/evaluate/alpha_max_nogate",
+        "poh_injection/report/base",
+        "poh_injection/train/alpha_max_nogate",
+    ]
+    assert [n.slug for n in after.nodes.values() if n.stage == "sudoku_data"] == ["base"]  # generated once
+
+
+def _write(path, raw):
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
