@@ -61,6 +61,11 @@ class Study:
     overridden: frozenset[str] = frozenset()  # param keys set by named cells
     excluded: list[Cell] = field(default_factory=list)  # grid cells removed by `exclude`
 
+    @property
+    def varying(self) -> frozenset[str]:
+        """Param keys that differ between cells: set by an axis or a named cell."""
+        return self.overridden.union(*(self.axis_keys(a) for a in self.axes))
+
     def axis_keys(self, axis: str) -> tuple[str, ...]:
         """Param keys an axis sets: itself, or the keys of its mapping values."""
         first = self.axes[axis][0]

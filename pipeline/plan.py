@@ -144,12 +144,11 @@ class Plan:
     def _plan_study(self, study: Study) -> None:
         stages = self.stages[study.kind]
         eff = self._effective_reads(stages)
-        varying = study.overridden.union(*(study.axis_keys(a) for a in study.axes))
         for name, (module, spec) in stages.items():
             if spec.gather:
                 self._plan_gather(study, name, module, spec)
                 continue
-            per_cell = bool(eff[name] & varying)
+            per_cell = bool(eff[name] & study.varying)
             for cell in study.cells:
                 slug = self._slug(study, cell, per_cell, eff[name])
                 upstream = tuple((n, self.by_cell[study.name, cell.name, n].slug) for n in spec.needs)
@@ -165,8 +164,9 @@ class Plan:
         upstream = tuple(
             sorted({(n, self.by_cell[study.name, c.name, n].slug) for n in spec.needs for c in study.cells})
         )
-        varying = sorted(study.overridden.union(*(study.axis_keys(a) for a in study.axes)))
-        table = {c.name: {"named": c.named, "params": {k: c.params[k] for k in varying}} for c in study.cells}
+        table = {
+            c.name: {"named": c.named, "params": {k: c.params[k] for k in sorted(study.varying)}} for c in study.cells
+        }
         projected = {k: study.params[k] for k in spec.reads}
         node = self._make(study, name, BASE, module, spec, projected, upstream, *table, cells_table=table)
         for cell in study.cells:
