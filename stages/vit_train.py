@@ -12,6 +12,7 @@ from pipeline.spec import Context, StageSpec
 
 MODEL_KEYS = (
     "attention",
+    "mixer",
     "d_model",
     "n_layers",
     "n_heads",
@@ -35,7 +36,12 @@ SPEC = StageSpec(
     reads=MODEL_KEYS + TRAIN_KEYS,
     needs=("images",),
     code=("studies.ska.vit",),
-    choices={"attention": ("ska", "sdpa"), "pool": ("mean", "cls"), "backend": ("python", "keops")},
+    choices={
+        "attention": ("ska", "sdpa"),
+        "mixer": ("auto", "conv", "none"),
+        "pool": ("mean", "cls"),
+        "backend": ("python", "keops"),
+    },
 )
 
 

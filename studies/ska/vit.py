@@ -143,7 +143,8 @@ def atom_bank(atoms: Tensor, n_atoms: int, window: int, stride: int, k: int, see
 
 
 class LocalMixer(nn.Module):
-    """Depthwise width-3 conv over the token grid (2-D for patches, 1-D for text), non-causal."""
+    """Depthwise width-3 conv over the token grid (2-D patches, 1-D text), non-causal. Default init:
+    unlike the LM's width-32 conv, zero init here measured worse (ViT top-1 0.49 vs 0.88)."""
 
     def __init__(self, d: int, grid: tuple[int, ...]):
         super().__init__()
