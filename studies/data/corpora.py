@@ -17,11 +17,12 @@ Split names are normalized to ``train``/``val``/``test``.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import random
 import re
 from pathlib import Path
+
+from studies.data.hub import hub_offline
 
 CORPORA = ("pydoc", "wikitext2", "wikitext103", "parquet")
 WIKITEXT_HUB_PATH = "Salesforce/wikitext"  # the hub's home of the former "wikitext" dataset
@@ -91,27 +92,6 @@ def group_wikitext_lines(lines: list[str]) -> list[str]:
     return [d for d in docs if d.strip()]
 
 
-@contextlib.contextmanager
-def _hub_offline(offline: bool):
-    """Make datasets/huggingface_hub refuse network for the duration (restored after).
-
-    Both libraries read HF_HUB_OFFLINE once at import, so setting the environment
-    variable here would come too late; their module flags are what they consult.
-    """
-    if not offline:
-        yield
-        return
-    import datasets.config
-    import huggingface_hub.constants
-
-    saved = datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE
-    datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE = saved
-
-
 def wikitext_corpus(
     name: str = "wikitext-2-raw-v1",
     data_files: dict | None = None,
@@ -127,7 +107,7 @@ def wikitext_corpus(
     import datasets
 
     try:
-        with _hub_offline(offline):
+        with hub_offline(offline):
             if data_files is not None:
                 ds = datasets.load_dataset("parquet", data_files=data_files, cache_dir=cache_dir)
             else:

@@ -17,12 +17,13 @@ format. Both sources return uint8 [N, 3, 32, 32] and int64 [N].
 
 from __future__ import annotations
 
-import contextlib
 import io
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from studies.data.hub import hub_offline
 
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "bar_h", "bar_v", "diamond", "dots", "l_shape")
 PALETTE = np.array(  # RGB in [0, 1]: red, green, blue, yellow, cyan, magenta, orange, white
@@ -124,23 +125,6 @@ def to_uint8(x: Tensor) -> Tensor:
     return ((x.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
 
 
-@contextlib.contextmanager
-def _hub_offline(offline: bool):
-    """datasets/huggingface_hub read HF_HUB_OFFLINE at import, so flip their module flags."""
-    if not offline:
-        yield
-        return
-    import datasets.config
-    import huggingface_hub.constants
-
-    saved = datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE
-    datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE = saved
-
-
 def _decode(img) -> np.ndarray:
     """One ``img`` cell -> uint8 [32, 32, 3]: a PIL image, or the raw {bytes, path} struct."""
     from PIL import Image
@@ -168,7 +152,7 @@ def load_cifar10(
     import datasets
 
     try:
-        with _hub_offline(offline):
+        with hub_offline(offline):
             if data_files is not None:
                 ds = datasets.load_dataset("parquet", data_files=data_files, split=split, cache_dir=cache_dir)
             else:
