@@ -52,9 +52,7 @@ def train_tokenizer(kind: str, docs: list[str], vocab_size: int) -> Tokenizer:
     else:
         tok = Tokenizer(models.WordLevel(unk_token=UNK))
         tok.pre_tokenizer = pre_tokenizers.Whitespace()
-        trainer = trainers.WordLevelTrainer(
-            vocab_size=vocab_size, special_tokens=[UNK, EOD], show_progress=False
-        )
+        trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=[UNK, EOD], show_progress=False)
     tok.train_from_iterator(docs, trainer)
     return tok
 
@@ -81,9 +79,7 @@ def encode_corpus(tok: Tokenizer, docs: list[str]) -> torch.Tensor:
     dtype = token_dtype(vocab_size(tok))
     parts: list[torch.Tensor] = []
     for start in range(0, len(docs), _ENCODE_CHUNK):
-        batch = tok.encode_batch_fast(
-            docs[start : start + _ENCODE_CHUNK], add_special_tokens=False
-        )
+        batch = tok.encode_batch_fast(docs[start : start + _ENCODE_CHUNK], add_special_tokens=False)
         ids = [i for enc in batch for i in (*enc.ids, eod)]
         parts.append(torch.tensor(ids, dtype=dtype))
     return torch.cat(parts) if parts else torch.empty(0, dtype=dtype)
