@@ -34,11 +34,11 @@ def stage_nodes(plan, stage, study="ska_lm"):
 def test_default_grid_shares_tokenization_and_banks(tmp_path):
     plan = plan_of(tmp_path)
     study = plan.studies["ska_lm"]
-    assert len(study.cells) == 34  # 2 × 2 × 2 × 2 × 2 seeds, plus the SDPA baseline's two seeds
+    assert len(study.cells) == 36  # 2 × 2 × 2 × 2 × 2 seeds, plus SDPA and beta-off, two seeds each
     assert len(stage_nodes(plan, "tokenize")) == 1
     distinct_banks = {n.fingerprint for n in stage_nodes(plan, "banks")}
     assert len(distinct_banks) == 4  # minhash_k {32, 64} × two window/stride pairs; seeds share them
-    assert len({n.fingerprint for n in stage_nodes(plan, "train")}) == 34
+    assert len({n.fingerprint for n in stage_nodes(plan, "train")}) == 36
 
 
 def test_named_cell_shares_the_fingerprint_of_the_matching_grid_banks(tmp_path):
