@@ -124,12 +124,12 @@ def _compute(plan: Plan, node: Node, store: Store) -> tuple[int, dict[str, Any]]
 def build(plan: Plan, node: Node, store: Store) -> int:
     """Make ``node``'s workspace hold its current artifact; returns an exit code."""
     fp, ws = node.fingerprint, node.workspace()
-    ws_meta = read_meta(ws) or {}
-    if ws_meta.get("fingerprint") == fp and store.get(fp):
+    in_workspace = (read_meta(ws) or {}).get("fingerprint") == fp
+    if in_workspace and store.get(fp):
         say(f"{node.label}: up to date")
         log_build(node, "up_to_date")
         return 0
-    if store.get(fp) is None and ws_meta.get("fingerprint") == fp and store.adopt(fp, ws):
+    if in_workspace and store.adopt(fp, ws):  # e.g. after `dvc pull`: not in the store yet
         say(f"{node.label}: adopted the verified workspace copy into the store")
         log_build(node, "adopted")
         return 0
