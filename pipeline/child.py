@@ -45,6 +45,7 @@ def main(job_path: str) -> int:
         study=job["study"],
         threads=job["threads"],
         cells=job["cells"],
+        base=job["base"],
     )
     result_path = Path(job["result"])
     try:

@@ -167,12 +167,15 @@ class Plan:
         table = {
             c.name: {"named": c.named, "params": {k: c.params[k] for k in sorted(study.varying)}} for c in study.cells
         }
+        # the base params of the varying keys: which cell is the reference, for one-factor plots
+        base = {k: study.params[k] for k in sorted(study.varying)}
         projected = {k: study.params[k] for k in spec.reads}
-        node = self._make(study, name, BASE, module, spec, projected, upstream, *table, cells_table=table)
+        gathered = {"cells": table, "base": base}
+        node = self._make(study, name, BASE, module, spec, projected, upstream, *table, gathered=gathered)
         for cell in study.cells:
             self.by_cell[study.name, cell.name, name] = node
 
-    def _make(self, study, name, slug, module, spec, projected, upstream, *cells, cells_table=None) -> Node:
+    def _make(self, study, name, slug, module, spec, projected, upstream, *cells, gathered=None) -> Node:
         key = (study.name, name, slug)
         old = self.nodes.get(key)
         if old is not None and old.params == projected and old.upstream == upstream:
@@ -196,8 +199,7 @@ class Plan:
             "code": self._code_of(module, spec),
             "inputs": inputs,
         }
-        if cells_table is not None:
-            parts["cells"] = cells_table
+        parts.update(gathered or {})
         node = Node(study.name, name, slug, module, spec, projected, upstream, parts, node_fingerprint(parts), cells)
         self.nodes[key] = node
         return node

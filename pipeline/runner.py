@@ -79,6 +79,7 @@ def _compute(plan: Plan, node: Node, store: Store) -> tuple[int, dict[str, Any]]
                 "study": node.study,
                 "threads": _threads(),
                 "cells": node.parts.get("cells", {}),
+                "base": node.parts.get("base", {}),
                 "result": str(job.with_suffix(".result")),
             }
         )

@@ -82,6 +82,7 @@ class Context:
     study: str
     threads: int = 1
     cells: dict[str, dict[str, Any]] = field(default_factory=dict)  # gathering stages: cell → {named, params}
+    base: dict[str, Any] = field(default_factory=dict)  # gathering stages: base value of each varying key
 
     def input(self, stage: str) -> Path:
         """Directory of the single upstream node of ``stage``."""

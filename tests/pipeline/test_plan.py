@@ -34,11 +34,11 @@ def stage_nodes(plan, stage, study="ska_lm"):
 def test_default_grid_shares_tokenization_and_banks(tmp_path):
     plan = plan_of(tmp_path)
     study = plan.studies["ska_lm"]
-    assert len(study.cells) == 36  # 2 × 2 × 2 × 2 × 2 seeds, plus SDPA and beta-off, two seeds each
+    assert len(study.cells) == 42  # 2 × 2 × 2 × 2 × 2 seeds, plus SDPA, beta-off, bf16, fp16, gate-open × two seeds
     assert len(stage_nodes(plan, "tokenize")) == 1
     distinct_banks = {n.fingerprint for n in stage_nodes(plan, "banks")}
     assert len(distinct_banks) == 4  # minhash_k {32, 64} × two window/stride pairs; seeds share them
-    assert len({n.fingerprint for n in stage_nodes(plan, "train")}) == 36
+    assert len({n.fingerprint for n in stage_nodes(plan, "train")}) == 42
 
 
 def test_named_cell_shares_the_fingerprint_of_the_matching_grid_banks(tmp_path):
@@ -153,3 +153,9 @@ def test_changing_one_injection_cell_recomputes_only_its_train_and_evaluate(tmp_
 def _write(path, raw):
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+def test_report_knows_the_base_cell_of_the_study(tmp_path):
+    report = plan_of(tmp_path).node("ska_lm", "report", "base")
+    assert report.parts["base"]["minhash_k"] == 64 and report.parts["base"]["precision"] == "fp32"
+    assert set(report.parts["base"]) == set(next(iter(report.parts["cells"].values()))["params"])
