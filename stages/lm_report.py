@@ -1,8 +1,10 @@
 """report: the study's tables (markdown + CSV) and plots, from every cell's metrics.
 
 ``table`` has one row per cell; ``summary`` averages cells that differ only in the
-replicate key (the training seed), with sample s.d. and n, and is what the plot shows as
-error bars. Named cells (such as the SDPA baseline) are reference lines in every panel.
+replicate key (the training seed), with sample s.d. and n, and is what the plots show as
+error bars. ``ablations`` (table and bars) sets each factor (a grid axis, or a named cell
+such as beta off or bf16) against the base cell; the facet plot shows the interactions,
+with named cells (such as the SDPA baseline) as reference lines in every panel.
 """
 
 from __future__ import annotations
@@ -20,25 +22,11 @@ METRICS = ("perplexity", "val_loss", "tokens_per_s", "train_loss", "train_s", "n
 
 
 def run(ctx: Context) -> dict:
-    import json
-
     from studies.report import curves_plot, facet_plot, replicate_summary, write_table
 
-    p = ctx.params
-    rows = []
-    for cell, info in ctx.cells.items():
-        evaluate = next(u for u in ctx.inputs("evaluate") if cell in u.cells)
-        train = next(u for u in ctx.inputs("train") if cell in u.cells)
-        rows.append(
-            {
-                "cell": cell,
-                "named": info["named"],
-                **info["params"],
-                **train.metrics(),
-                **evaluate.metrics(),
-                "curve": json.loads((train.path / "history.json").read_text()),
-            }
-        )
+    from .report_rows import cell_rows, write_ablations
+
+    p, rows = ctx.params, cell_rows(ctx)
     keys = list(next(iter(ctx.cells.values()))["params"])
     write_table(
         [{k: v for k, v in r.items() if k != "curve"} for r in rows],
@@ -48,9 +36,11 @@ def run(ctx: Context) -> dict:
     )
     summary = replicate_summary(rows, keys, p["report_replicates"], list(METRICS))
     table = write_table(summary, ctx.out / "summary", sort_by=p["report_metric"], first=("cell", "replicates"))
+    factors = [k for k in keys if k != p["report_replicates"]]
+    write_ablations(ctx, summary, factors, p["report_metric"])
     facet_plot(
         summary,
-        [k for k in keys if k != p["report_replicates"]],
+        factors,
         x=p["report_x"],
         hue=p["report_hue"],
         metric=p["report_metric"],

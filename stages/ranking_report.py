@@ -1,4 +1,5 @@
-"""report: cells ranked by a metric (mean ± s.d. over seeds) as tables and a bar chart.
+"""report: cells ranked by a metric (mean ± s.d. over seeds) as tables and a bar chart,
+and each factor against the base cell (``ablations``).
 
 ``report_goal`` says which way is better: max (accuracy) or min (ε-MSE, FID).
 """
@@ -18,25 +19,11 @@ SPEC = StageSpec(
 
 
 def run(ctx: Context) -> dict:
-    import json
-
     from studies.report import bar_plot, curves_plot, replicate_summary, write_table
 
-    p, rows = ctx.params, []
-    for cell, info in ctx.cells.items():
-        train = next(u for u in ctx.inputs("train") if cell in u.cells)
-        evaluate = next(u for u in ctx.inputs("evaluate") if cell in u.cells)
-        rows.append(
-            {
-                "cell": cell,
-                "named": info["named"],
-                **info["params"],
-                **train.metrics(),
-                **evaluate.metrics(),
-                "curve": json.loads((train.path / "history.json").read_text()),
-            }
-        )
-        rows[-1] = {k: v for k, v in rows[-1].items() if not isinstance(v, (dict, list)) or k == "curve"}
+    from .report_rows import cell_rows, write_ablations
+
+    p, rows = ctx.params, cell_rows(ctx)
     keys = list(next(iter(ctx.cells.values()))["params"])
     metric, descending = p["report_metric"], p["report_goal"] == "max"
     numeric = [
@@ -53,6 +40,7 @@ def run(ctx: Context) -> dict:
     table = write_table(
         summary, ctx.out / "summary", sort_by=metric, first=("cell", "replicates"), descending=descending
     )
+    write_ablations(ctx, summary, [k for k in keys if k != p["report_replicates"]], metric)
     bar_plot(
         summary,
         metric,

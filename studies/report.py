@@ -24,7 +24,8 @@ def write_table(
 
     The markdown rounds floats to ``digits`` decimals (None: full precision); the CSV never does.
     """
-    df = pl.DataFrame(rows, infer_schema_length=None).sort(sort_by, descending=descending, nulls_last=True)
+    df = pl.DataFrame(rows, infer_schema_length=None)
+    df = df.sort(sort_by, descending=descending, nulls_last=True, maintain_order=True)
     df = df.select([*first, *(c for c in df.columns if c not in first)])
     df.write_csv(stem.with_suffix(".csv"))
     shown = df if digits is None else df.with_columns(pl.col(pl.Float64).round(digits))
@@ -76,6 +77,72 @@ def facet_plot(rows: list[dict], keys: list[str], x: str, hue: str, metric: str,
     for ax in list(axs.flat)[n:]:
         ax.set_visible(False)
     fig.suptitle(f"{title}: {metric} vs {x}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def one_factor_rows(rows: list[dict], base: dict, keys: list[str], metric: str) -> list[dict]:
+    """Each ablation against the base cell: rows that differ from ``base`` in one factor only.
+
+    A row's factor is the set of ``keys`` where it differs from the base params (an axis such
+    as window+stride moves two keys together; a named cell moves the keys it overrides). Rows
+    whose factor contains another row's factor (a corner of two axes) are interactions, left
+    to ``facet_plot``. Returns one row per (factor, setting), the base setting first in each
+    factor, with the metric, its s.d., the replicate count and the change from the base.
+    """
+    factor_of = [frozenset(k for k in keys if r[k] != base[k]) for r in rows]
+    base_rows = [r for r, f in zip(rows, factor_of, strict=True) if not f]
+    factors = {f for f in factor_of if f}
+    out = []
+    for factor in sorted((f for f in factors if not any(o < f for o in factors)), key=sorted):
+        members = [r for r, f in zip(rows, factor_of, strict=True) if f == factor]
+        ordered = base_rows + sorted(
+            members, key=lambda r: [(r[k] is None, 0 if r[k] is None else r[k]) for k in sorted(factor)]
+        )
+        for i, r in enumerate(ordered):
+            out.append(
+                {
+                    "factor": " × ".join(sorted(factor)),
+                    "setting": ", ".join(f"{k}={r[k]}" for k in sorted(factor)),
+                    "is_base": i < len(base_rows),
+                    "cell": r["cell"],
+                    metric: r[metric],
+                    f"{metric}_sd": r.get(f"{metric}_sd", 0.0),
+                    "replicates": r.get("replicates", 1),
+                    f"{metric}_change": r[metric] - base_rows[0][metric] if base_rows else None,
+                }
+            )
+    return out
+
+
+def one_factor_bars(rows: list[dict], metric: str, path: Path, title: str) -> None:
+    """A panel of bars per factor (from ``one_factor_rows``): the base setting grey, mean ± s.d."""
+    factors = list(dict.fromkeys(r["factor"] for r in rows))
+    if not factors:
+        return
+    cols = min(len(factors), 3)
+    n_rows = (len(factors) + cols - 1) // cols
+    fig, axs = plt.subplots(n_rows, cols, figsize=(4 * cols, 3.4 * n_rows), squeeze=False, sharey=True)
+    for ax, factor in zip(axs.flat, factors, strict=False):
+        sub = [r for r in rows if r["factor"] == factor]
+        values = [r[metric] for r in sub]
+        ax.bar(
+            range(len(sub)),
+            values,
+            yerr=[r[f"{metric}_sd"] for r in sub],
+            color=["tab:gray" if r["is_base"] else "tab:blue" for r in sub],
+            capsize=3,
+        )
+        for i, (v, r) in enumerate(zip(values, sub, strict=True)):
+            ax.annotate(f"{v:.4g}\n(n={r['replicates']})", (i, v), ha="center", va="bottom", fontsize=7)
+        labels = [r["setting"].replace(", ", "\n") for r in sub]
+        ax.set_xticks(range(len(sub)), labels, fontsize=7)
+        ax.set_title(factor, fontsize=9)
+        ax.set_ylabel(metric)
+    for ax in list(axs.flat)[len(factors) :]:
+        ax.set_visible(False)
+    fig.suptitle(f"{title}: one factor at a time (grey: base cell; mean ± s.d.)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
