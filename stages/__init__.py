@@ -25,6 +25,13 @@ RECIPES: dict[str, tuple[str, ...]] = {
         "stages.diffusion_evaluate",
         "stages.ranking_report",
     ),
+    "ska_text_diffusion": (
+        "stages.corpus",
+        "stages.tokenize",
+        "stages.text_diffusion_train",
+        "stages.text_diffusion_evaluate",
+        "stages.ranking_report",
+    ),
     "poh_injection": ("stages.sudoku_data", "stages.sudoku_train", "stages.sudoku_evaluate", "stages.ranking_report"),
     "poh_scaling": (
         "stages.maze_data",

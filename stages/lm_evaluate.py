@@ -1,4 +1,8 @@
-"""evaluate: validation loss, perplexity, throughput and peak memory of a trained cell."""
+"""evaluate: validation loss, perplexity, throughput and peak memory of a trained cell.
+
+SKA cells also report their set-attention gates σ(ρ) and the perplexity with every SKA
+branch switched off: if that barely moves, the set attention is not what the model uses.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ SPEC = StageSpec(
     name="evaluate",
     reads=("eval_batch_size",),
     needs=("tokenize", "banks", "train"),
-    code=("studies.ska.train",),
+    code=("studies.ska.train", "studies.ska.diagnostics"),
     threads=1,  # small models: two cells in parallel beat one cell on two threads
 )
 
@@ -20,6 +24,7 @@ SPEC = StageSpec(
 def run(ctx: Context) -> dict:
     import torch
 
+    from studies.ska.diagnostics import set_gates, without_set_attention
     from studies.ska.train import evaluate_lm
 
     torch.set_num_threads(ctx.threads)
@@ -28,6 +33,11 @@ def run(ctx: Context) -> dict:
     model.load_state_dict(torch.load(train_dir / "model.pt", weights_only=True))
     data = lm_data(ctx, "val", config["seq_len"], config["attention"] == "ska")
     metrics = evaluate_lm(model, data, ctx.params["eval_batch_size"])
+    gates = set_gates(model)
+    if gates:
+        metrics["ska_gate_mean"] = sum(gates) / len(gates)
+        with without_set_attention(model):
+            metrics["perplexity_without_ska"] = evaluate_lm(model, data, ctx.params["eval_batch_size"])["perplexity"]
     metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if torch.cuda.is_available():
         metrics["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20

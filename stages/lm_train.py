@@ -23,7 +23,9 @@ MODEL_KEYS = (
     "beta",
     "tau",
     "eta",
+    "gate_init",
     "backend",
+    "precision",
 )
 TRAIN_KEYS = ("steps", "batch_size", "lr", "warmup_steps", "weight_decay", "grad_clip", "train_seed")
 
@@ -36,6 +38,7 @@ SPEC = StageSpec(
         "attention": ("ska", "sdpa"),
         "score_mode": ("delta_rbf", "delta_plus_dot", "intersect_norm", "intersect_plus_dot", "dot"),
         "backend": ("python",),
+        "precision": ("fp32", "fp16", "bf16"),
     },
     threads=1,  # small models: two cells in parallel beat one cell on two threads
 )

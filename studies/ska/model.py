@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .banks import Bank, PaddedBank
-from .kernels import BACKENDS, SCORE_MODES, set_attend
+from .kernels import BACKENDS, SCORE_MODES, check_precision, set_attend
 
 ATTENTIONS = ("ska", "sdpa")
 MIXERS = ("conv",)
@@ -62,6 +62,8 @@ class LMConfig:
     tau: float = 1.0
     eta: float = 1.0
     backend: str = "python"
+    gate_init: float = -3.0  # ρ at init: the SKA branch enters as σ(ρ)·out (the source: -3, σ ≈ 0.05)
+    precision: str = "fp32"  # SKA kernel: qc, kc, v and Z in fp32 | fp16 | bf16 (fp32 accumulation)
     mixer: str = "conv"
 
     def __post_init__(self):
@@ -82,6 +84,10 @@ class LMConfig:
         _check(0.0 <= self.dropout < 1.0, f"dropout={self.dropout}: need [0, 1)")
         _check(self.tau > 0 and self.gamma >= 0, f"tau={self.tau}, gamma={self.gamma}")
         _check(self.beta is None or self.beta >= 0, f"beta={self.beta}: need None or >= 0")
+        try:
+            check_precision(self.backend, self.precision)
+        except ValueError as err:
+            raise ValueError(f"LMConfig.precision={self.precision!r}: {err}") from None
 
     @property
     def beta_value(self) -> float:
@@ -163,7 +169,7 @@ class SetKernelAttention(nn.Module):
         self.w_v = nn.Linear(D, D, bias=False)
         self.w_g, self.w_d = nn.Linear(D, D, bias=False), nn.Linear(D, D, bias=False)
         self.w_o = nn.Linear(D, D, bias=False)
-        self.rho = nn.Parameter(torch.tensor(-3.0))
+        self.rho = nn.Parameter(torch.tensor(float(cfg.gate_init)))
         self.drop = nn.Dropout(cfg.dropout)
 
     def set_features(self, e: Tensor, pb: PaddedBank) -> Tensor:
@@ -193,7 +199,8 @@ class SetKernelAttention(nn.Module):
             score_mode=c.score_mode,
             causal=self.causal,
             backend=c.backend,
-        )  # [B, S, D]
+            precision=c.precision,
+        ).to(x.dtype)  # [B, S, D]; back from the kernel's precision
         # router over the sets token t may read: causal, window finished (set_end <= t + 1)
         B, L, S = x.shape[0], x.shape[1], pb.valid.shape[1]
         readable = pb.valid[:, None, :].expand(B, L, S)  # [B, L, S]

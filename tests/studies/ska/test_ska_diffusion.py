@@ -8,6 +8,7 @@ import torch
 
 from studies.data.images import make_images
 from studies.ska import diffusion as dm
+from studies.ska import text_diffusion as td
 from studies.ska.fid import FeatureNet, fid, frechet_distance, gaussian_stats, train_feature_net
 
 SMALL = dict(d_model=32, n_layers=2, n_heads=2, minhash_k=16)
@@ -189,3 +190,87 @@ def test_gaussian_stats_and_feature_net_shapes():
     assert torch.allclose(cov, torch.cov(feats.double().T))
     with pytest.raises(ValueError):
         gaussian_stats(feats[:1])
+
+
+# --- text: token recovery and the no-oracle property ---------------------------------------
+
+# Four rows of norm 2 in the plane; ᾱ = 0.64, so x̂_0 = (x_t − 0.6·ε̂)/0.8 = x_0 − 0.75·(ε̂ − ε).
+TABLE = torch.tensor([[2.0, 0.0], [0.0, 2.0], [-2.0, 0.0], [0.0, -2.0]])
+AB, T0 = torch.tensor([0.64], dtype=torch.float64), torch.tensor([0])
+IDS = torch.tensor([[0, 1, 2, 3]])
+EPS = torch.tensor([[[0.5, -1.0], [1.0, 1.0], [-0.3, 0.2], [0.0, 0.7]]])
+
+
+def test_token_recovery_on_fixed_predictions():
+    x0 = TABLE[IDS]
+    x_t = dm.q_sample(x0, T0, EPS, AB)
+    assert torch.allclose(x_t, 0.8 * x0 + 0.6 * EPS)
+    acc = lambda eps_hat: float(td.token_recovery(x_t, eps_hat, T0, IDS, TABLE, AB).float().mean())  # noqa: E731
+    assert torch.allclose(td.predict_x0(x_t, EPS, T0, AB), x0, atol=1e-6)
+    assert acc(EPS) == 1.0  # perfect ε̂: x̂_0 = x_0
+    # ε̂ off by δ = (−8/3, 8/3) at position 1 only: x̂_0[1] = (0, 2) − 0.75·δ = (2, 0) = row 0
+    wrong = EPS.clone()
+    wrong[0, 1] += torch.tensor([-8 / 3, 8 / 3])
+    assert torch.allclose(td.predict_x0(x_t, wrong, T0, AB)[0, 1], TABLE[0], atol=1e-5)
+    assert acc(wrong) == 0.75
+    # every position pointed at the next row: nothing recovered
+    shifted = EPS + (x0 - TABLE[(IDS + 1) % 4]) / 0.75
+    assert acc(shifted) == 0.0
+    # ε̂ = 0 is rounding x_t itself: x̂_0 = x_0 + 0.75·ε, here still nearest to the true rows
+    assert acc(torch.zeros_like(EPS)) == 1.0
+    # a constant error δ = (8/3, 8/3): x̂_0 = x_0 − (2, 2); rows 0, 1 land exactly on rows 3, 2,
+    # rows 2, 3 move to (−4, −2), (−2, −4), still nearest themselves (d² 8 vs 16)
+    assert acc(EPS + 8 / 3) == 0.5
+
+
+def test_token_recovery_uses_each_examples_own_timestep():
+    ab = dm.cosine_alpha_bar(100)
+    x0 = TABLE[IDS.expand(2, 4)]
+    eps = torch.cat([EPS, -EPS])
+    t = torch.tensor([10, 90])
+    x_t = dm.q_sample(x0, t, eps, ab)
+    assert torch.allclose(td.predict_x0(x_t, eps, t, ab), x0, atol=1e-4)
+    assert td.token_recovery(x_t, eps, t, IDS.expand(2, 4), TABLE, ab).all()
+    assert td.level_timesteps(200) == [50, 100, 150] and td.level_timesteps(4) == [1, 2, 3]
+
+
+def test_token_accuracy_of_an_untrained_denoiser_is_the_rounding_baseline():
+    model = _text_model(attention="ska")  # zero-initialised output: ε̂ = 0, x̂_0 = x_t/√ᾱ_t
+    held = _text_data(8, seed=3)
+    got = td.token_accuracy(model, held, seed=0, batch_size=3)
+    steps = td.level_timesteps(100)
+    assert set(got) == {f"token_acc{s}_t{t}" for t in steps for s in ("", "_noisy")} | {"token_acc", "token_acc_noisy"}
+    for t in steps:
+        assert got[f"token_acc_t{t}"] == got[f"token_acc_noisy_t{t}"]
+    accs = [got[f"token_acc_noisy_t{t}"] for t in steps]
+    assert accs[0] > 0.9 and accs[0] >= accs[1] >= accs[2]  # noisier: fewer tokens readable
+    assert got == td.token_accuracy(model, held, seed=0)  # seeded, any batching
+
+
+def test_text_denoiser_output_depends_on_x_t_not_on_the_x_0_behind_it():
+    """The oracle defect would be a bank (or anything) built from x_0 / the clean ids: here two
+    different x_0 with noise chosen to give the same x_t must give the same atoms and ε̂."""
+    model = _text_model(attention="ska")
+    with torch.no_grad():
+        model.out.weight.normal_(0, 0.1)  # a non-zero ε̂
+    ids_a = _text_data(4)
+    ids_b = (ids_a + 7) % 20
+    x0_a, x0_b = model.clean(ids_a), model.clean(ids_b)
+    t = torch.full((4,), 60)
+    eps_a = torch.randn(x0_a.shape, generator=torch.Generator().manual_seed(2))
+    ab = model.alpha_bar[60]
+    x_t = dm.q_sample(x0_a, t, eps_a, model.alpha_bar)
+    eps_b = (x_t - ab.sqrt() * x0_b) / (1 - ab).sqrt()  # the noise that turns x0_b into the same x_t
+    seen = []
+    model.register_forward_hook(lambda m, args, out: seen.append((args[0].clone(), out.clone())))
+    banks = []
+    original = model.noisy_bank
+    model.noisy_bank = lambda x: banks.append(original(x)) or banks[-1]
+    loss_a = dm.diffusion_loss(model, x0_a, t, eps_a)
+    loss_b = dm.diffusion_loss(model, x0_b, t, eps_b)
+    assert torch.allclose(seen[0][0], seen[1][0], atol=1e-5)  # same x_t reached the model
+    assert torch.equal(banks[0].values, banks[1].values)
+    assert torch.equal(banks[0].signatures, banks[1].signatures)
+    assert torch.allclose(seen[0][1], seen[1][1], atol=1e-4)  # same ε̂
+    assert not torch.isclose(loss_a, loss_b)  # only the target moved
+    assert not torch.equal(model.nearest_tokens(x_t), ids_b)  # the atoms are not the clean ids of b

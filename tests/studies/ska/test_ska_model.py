@@ -47,6 +47,7 @@ CASES = {
     "ska_top2_adapter": dict(router_topk=2, adapter_rank=3),
     "ska_dense_adapter_intersect": dict(adapter_rank=3, score_mode="intersect_plus_dot"),
     "ska_top1_rbf": dict(router_topk=1, score_mode="delta_rbf"),
+    "ska_bf16": dict(router_topk=2, precision="bf16"),
     "sdpa": dict(attention="sdpa"),
 }
 
@@ -100,6 +101,21 @@ def test_beta_zero_model_has_no_content_projections_and_runs():
     assert torch.isfinite(model(tokens, _bank(tokens))).all()
 
 
+@pytest.mark.parametrize("precision,dtype", [("fp16", torch.float16), ("bf16", torch.bfloat16)])
+def test_half_precision_kernel_rounds_its_inputs_and_stays_close_to_fp32(precision, dtype):
+    tokens = torch.randint(0, V, (2, L), generator=torch.Generator().manual_seed(2))
+    bank = _bank(tokens)
+    full = _model(_cfg())
+    half = _model(_cfg(precision=precision))
+    half.load_state_dict(full.state_dict())
+    with torch.no_grad():
+        ref, out = full(tokens, bank), half(tokens, bank)
+    assert out.dtype == torch.float32  # only the set kernel runs in half precision
+    gap = (out - ref).abs().max().item()
+    # the kernel rounds qc, kc, v to ``dtype``: a real but small change in the logits
+    assert 0 < gap < 4 * torch.finfo(dtype).eps * ref.abs().max().item()
+
+
 def test_models_differ_only_in_token_mixing_and_count_params():
     ska, sdpa = CausalLM(_cfg()), CausalLM(_cfg(attention="sdpa"))
     assert ska.n_params() > 0 and sdpa.n_params() > 0
@@ -126,6 +142,8 @@ def test_gradients_reach_every_ska_parameter():
         (dict(router_topk=-1), "router_topk"),
         (dict(d_model=15), "n_heads"),
         (dict(mixer="band"), "mixer"),
+        (dict(precision="fp8"), "precision='fp8'.*available: fp32, fp16, bf16"),
+        (dict(backend="keops", precision="bf16"), "precision='bf16'.*supported combinations: python"),
     ],
 )
 def test_config_errors_name_the_field(kw, match):
@@ -141,3 +159,30 @@ def test_ska_refuses_a_missing_or_mismatched_bank():
     other = add_signatures(build_bank(tokens, 6, 3), k=K, seed=3, vocab_size=V)
     with pytest.raises(ValueError, match="window"):
         model(tokens, other)
+
+
+def test_without_set_attention_switches_the_branch_off_and_back_on():
+    from studies.ska.diagnostics import set_gates, without_set_attention
+
+    tokens = torch.randint(0, V, (2, L), generator=torch.Generator().manual_seed(4))
+    bank = _bank(tokens)
+    ska = _model(_cfg())  # gates moved to ρ = 1 by _model
+    no_branch = _model(_cfg())
+    for block in no_branch.blocks:  # the reference: the same model with the SKA residual removed
+        block.sets.forward = lambda x, e, pb: torch.zeros_like(x)
+    assert set_gates(ska) == pytest.approx([torch.sigmoid(torch.tensor(1.0)).item()] * 2)
+    assert set_gates(_model(_cfg(attention="sdpa"))) == []
+    with torch.no_grad():
+        before = ska(tokens, bank)
+        with without_set_attention(ska) as n:
+            off = ska(tokens, bank)
+        after = ska(tokens, bank)
+        assert n == 2
+        assert torch.equal(off, no_branch(tokens, bank))
+        assert torch.equal(before, after) and not torch.allclose(before, off)
+
+
+def test_gate_init_sets_the_initial_branch_weight():
+    gates = [torch.sigmoid(b.sets.rho).item() for b in CausalLM(_cfg(gate_init=0.0)).blocks]
+    assert gates == [0.5, 0.5]
+    assert torch.sigmoid(CausalLM(_cfg()).blocks[0].sets.rho).item() == pytest.approx(0.0474, abs=1e-4)

@@ -1,0 +1,38 @@
+"""evaluate: held-out ε-MSE at fixed timesteps, and token recovery at fixed noise levels.
+
+Val-split sequences (documents disjoint from train). ε-MSE follows the image study's protocol
+(``eps_mse``: five timesteps over the schedule, seeded noise). Token recovery rounds the
+one-step x̂_0 (from x_t and ε̂) to the nearest embedding row at t/T = 0.25, 0.5, 0.75, next
+to the no-model baseline of rounding x_t itself (``studies.ska.text_diffusion``).
+"""
+
+from __future__ import annotations
+
+import json
+
+from pipeline.spec import Context, StageSpec
+from stages.text_diffusion_train import build_model, token_sequences
+
+SPEC = StageSpec(
+    name="evaluate",
+    reads=("eval_seed",),
+    needs=("tokenize", "train"),
+    code=("studies.ska.diffusion", "studies.ska.text_diffusion"),
+)
+
+
+def run(ctx: Context) -> dict:
+    import torch
+
+    from studies.ska.diffusion import eps_mse
+    from studies.ska.text_diffusion import token_accuracy
+
+    torch.set_num_threads(ctx.threads)
+    p, train = ctx.params, ctx.input("train")
+    config = json.loads((train / "config.json").read_text())
+    model = build_model(config)
+    model.load_state_dict(torch.load(train / "model.pt", weights_only=True))
+    val = token_sequences(ctx, "val", config["seq_len"])
+    metrics = eps_mse(model, val, seed=p["eval_seed"])
+    metrics["seqs_per_s"] = metrics.pop("imgs_per_s")  # denoiser calls per second
+    return {**metrics, **token_accuracy(model, val, seed=p["eval_seed"]), "val_sequences": len(val)}
