@@ -66,7 +66,7 @@ def make_project(path: Path, store: Path | None = None) -> Project:
     path.mkdir(parents=True)
     for name in ("Snakefile", "ablate.py"):
         shutil.copy2(ROOT / name, path / name)
-    for name in ("workflow", "pipeline"):
+    for name in ("workflow", "profiles", "pipeline"):
         shutil.copytree(ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(TOY / "stages", path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(TOY / "params.yaml", path / "params.yaml")

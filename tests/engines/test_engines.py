@@ -101,6 +101,31 @@ def test_kill_9_mid_stage_publishes_nothing_and_the_next_build_completes(project
     assert not list(tmp.glob("*/values.json"))
 
 
+def test_interrupting_a_rebuild_leaves_a_plain_rerun_working(project):
+    """Ctrl-C while stale outputs rebuild marks them incomplete; profiles/default (read by a
+    plain `snakemake`) reruns them instead of stopping with IncompleteFilesException."""
+    assert "profiles/default" in project.snakemake("-n").stderr
+    project.snakemake()
+    project.edit("params.yaml", "delay: 0.0", "delay: 30.0")  # every gen node is now stale
+    proc = subprocess.Popen(
+        ["snakemake", "--cores", "2"],
+        cwd=project.path,
+        env=project.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    tmp = project.path / "artifacts/.store/tmp"
+    deadline = time.time() + 60
+    while not list(tmp.glob("*/values.json")) and time.time() < deadline:
+        time.sleep(0.2)
+    assert time.time() < deadline, "the stage never started"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) != 0
+    project.edit("params.yaml", "delay: 30.0", "delay: 0.0")
+    project.snakemake()
+    assert set(project.status().values()) == {"done"}
+
+
 def test_two_clones_sharing_a_store_compute_each_node_once(tmp_path):
     store = tmp_path / "shared-store"
     a, b = make_project(tmp_path / "a", store), make_project(tmp_path / "b", store)
@@ -123,7 +148,7 @@ def test_two_clones_sharing_a_store_compute_each_node_once(tmp_path):
 def test_a_failing_stage_is_reported_with_its_exit_code(project):
     project.edit("params.yaml", "cube_big: {n: 7, exponent: 3}", "cube_big: {n: 7, exponent: 3, fail: true}")
     project.run("python", "-m", "ablate", "dvc-yaml", "--write")  # `fail` became a varying key
-    result = project.snakemake("--keep-going", check=False)
+    result = project.snakemake(check=False)  # keep-going comes from profiles/default
     assert result.returncode != 0
     states = project.status()
     assert states["toy/power/cube_big"] == "failed"
