@@ -1,4 +1,5 @@
-"""evaluate: held-out ε-MSE at fixed timesteps, and FID of DDIM samples vs the test images."""
+"""evaluate: held-out ε-MSE at fixed timesteps, and FID of DDIM samples vs the test images;
+for SKA cells also ε-MSE with every SKA branch switched off."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ SPEC = StageSpec(
     name="evaluate",
     reads=("n_fid_samples", "ddim_steps", "eval_seed"),
     needs=("images", "fid_features", "train"),
-    code=("studies.ska.diffusion", "studies.ska.fid"),
+    code=("studies.ska.diffusion", "studies.ska.fid", "studies.ska.diagnostics"),
 )
 
 
@@ -19,6 +20,7 @@ def run(ctx: Context) -> dict:
     import torch
 
     from studies.data.images import to_uint8
+    from studies.ska.diagnostics import ska_usage
     from studies.ska.diffusion import ddim_sample, eps_mse
     from studies.ska.fid import FeatureNet, fid
 
@@ -28,6 +30,7 @@ def run(ctx: Context) -> dict:
     model.load_state_dict(torch.load(train / "model.pt", weights_only=True))
     test = torch.load(ctx.input("images") / "images.pt", weights_only=True)["test_x"]
     metrics = eps_mse(model, test, seed=p["eval_seed"])
+    metrics |= ska_usage(model, "eps_mse", lambda: eps_mse(model, test, seed=p["eval_seed"])["eps_mse"])
     net = FeatureNet()
     net.load_state_dict(torch.load(ctx.input("fid_features") / "feature_net.pt", weights_only=True))
     samples = to_uint8(ddim_sample(model, p["n_fid_samples"], steps=p["ddim_steps"], seed=p["eval_seed"]))

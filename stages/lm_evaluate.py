@@ -24,7 +24,7 @@ SPEC = StageSpec(
 def run(ctx: Context) -> dict:
     import torch
 
-    from studies.ska.diagnostics import set_gates, without_set_attention
+    from studies.ska.diagnostics import ska_usage
     from studies.ska.train import evaluate_lm
 
     torch.set_num_threads(ctx.threads)
@@ -33,11 +33,9 @@ def run(ctx: Context) -> dict:
     model.load_state_dict(torch.load(train_dir / "model.pt", weights_only=True))
     data = lm_data(ctx, "val", config["seq_len"], config["attention"] == "ska")
     metrics = evaluate_lm(model, data, ctx.params["eval_batch_size"])
-    gates = set_gates(model)
-    if gates:
-        metrics["ska_gate_mean"] = sum(gates) / len(gates)
-        with without_set_attention(model):
-            metrics["perplexity_without_ska"] = evaluate_lm(model, data, ctx.params["eval_batch_size"])["perplexity"]
+    metrics |= ska_usage(
+        model, "perplexity", lambda: evaluate_lm(model, data, ctx.params["eval_batch_size"])["perplexity"]
+    )
     metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if torch.cuda.is_available():
         metrics["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20

@@ -3,7 +3,8 @@
 Val-split sequences (documents disjoint from train). ε-MSE follows the image study's protocol
 (``eps_mse``: five timesteps over the schedule, seeded noise). Token recovery rounds the
 one-step x̂_0 (from x_t and ε̂) to the nearest embedding row at t/T = 0.25, 0.5, 0.75, next
-to the no-model baseline of rounding x_t itself (``studies.ska.text_diffusion``).
+to the no-model baseline of rounding x_t itself (``studies.ska.text_diffusion``). SKA cells
+also report ε-MSE with every SKA branch switched off.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ SPEC = StageSpec(
     name="evaluate",
     reads=("eval_seed",),
     needs=("tokenize", "train"),
-    code=("studies.ska.diffusion", "studies.ska.text_diffusion"),
+    code=("studies.ska.diffusion", "studies.ska.text_diffusion", "studies.ska.diagnostics"),
 )
 
 
 def run(ctx: Context) -> dict:
     import torch
 
+    from studies.ska.diagnostics import ska_usage
     from studies.ska.diffusion import eps_mse
     from studies.ska.text_diffusion import token_accuracy
 
@@ -34,5 +36,6 @@ def run(ctx: Context) -> dict:
     model.load_state_dict(torch.load(train / "model.pt", weights_only=True))
     val = token_sequences(ctx, "val", config["seq_len"])
     metrics = eps_mse(model, val, seed=p["eval_seed"])
+    metrics |= ska_usage(model, "eps_mse", lambda: eps_mse(model, val, seed=p["eval_seed"])["eps_mse"])
     metrics["seqs_per_s"] = metrics.pop("imgs_per_s")  # denoiser calls per second
     return {**metrics, **token_accuracy(model, val, seed=p["eval_seed"]), "val_sequences": len(val)}

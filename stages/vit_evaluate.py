@@ -1,4 +1,5 @@
-"""evaluate: top-1 accuracy and inference throughput on the held-out images."""
+"""evaluate: top-1 accuracy and inference throughput on the held-out images; for SKA cells
+also top-1 with every SKA branch switched off (is set attention what the model uses?)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,18 @@ import json
 from pipeline.spec import Context, StageSpec
 from stages.vit_train import build_model, load_images
 
-SPEC = StageSpec(name="evaluate", reads=("eval_batch_size",), needs=("images", "train"), code=("studies.ska.vit",))
+SPEC = StageSpec(
+    name="evaluate",
+    reads=("eval_batch_size",),
+    needs=("images", "train"),
+    code=("studies.ska.vit", "studies.ska.diagnostics"),
+)
 
 
 def run(ctx: Context) -> dict:
     import torch
 
+    from studies.ska.diagnostics import ska_usage
     from studies.ska.vit import evaluate_classifier
 
     torch.set_num_threads(ctx.threads)
@@ -20,4 +27,6 @@ def run(ctx: Context) -> dict:
     model = build_model(json.loads((train / "config.json").read_text()))
     model.load_state_dict(torch.load(train / "model.pt", weights_only=True))
     x, y = load_images(ctx, "test")
-    return evaluate_classifier(model, x, y, ctx.params["eval_batch_size"]) | {"chance": 1 / (int(y.max()) + 1)}
+    metrics = evaluate_classifier(model, x, y, ctx.params["eval_batch_size"])
+    metrics |= ska_usage(model, "top1", lambda: evaluate_classifier(model, x, y, ctx.params["eval_batch_size"])["top1"])
+    return metrics | {"chance": 1 / (int(y.max()) + 1)}

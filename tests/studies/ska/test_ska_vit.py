@@ -148,3 +148,20 @@ def test_mixer_auto_follows_the_lm_and_can_be_forced_for_both():
     assert has_conv(_model(attention="sdpa")) == [False, False]  # auto: a standard ViT
     assert has_conv(_model(attention="sdpa", mixer="conv")) == [True, True]  # the control
     assert has_conv(_model(attention="ska", mixer="none")) == [False, False]
+
+
+def test_ska_usage_reruns_the_metric_with_every_set_branch_off():
+    from studies.ska.diagnostics import ska_usage
+
+    x, y = make_images(24, seed=4)
+    model = _model(attention="ska", mixer="none").eval()
+    for p in (m.rho for m in model.modules() if hasattr(m, "rho")):
+        p.data.fill_(0.0)  # gate 0.5: the branch carries signal
+    loss = lambda: evaluate_classifier(model, x, y, batch_size=8)["loss"]  # noqa: E731
+    usage = ska_usage(model, "loss", loss)
+    assert usage["ska_gate_mean"] == 0.5
+    assert usage["loss_without_ska"] != loss()  # the branch mattered, and it is back on afterwards
+    for p in (m.rho for m in model.modules() if hasattr(m, "rho")):
+        p.data.fill_(-float("inf"))  # gate exactly 0: the same as switching the branch off
+    assert usage["loss_without_ska"] == pytest.approx(loss(), abs=1e-6)
+    assert ska_usage(_model(attention="sdpa"), "loss", loss) == {}
