@@ -179,8 +179,19 @@ def measure(
     )
 
 
-def measure_dot(kind: str, B: int, L: int, D: int, heads: int = 4, precision: str = "fp32", warmup: int = 2,
-                iters: int = 5, device: str = "cpu", causal: bool = True, seed: int = 0) -> dict:
+def measure_dot(
+    kind: str,
+    B: int,
+    L: int,
+    D: int,
+    heads: int = 4,
+    precision: str = "fp32",
+    warmup: int = 2,
+    iters: int = 5,
+    device: str = "cpu",
+    causal: bool = True,
+    seed: int = 0,
+) -> dict:
     """The token-attention baselines of the plan's tables, timed exactly like ``measure``.
 
     ``naive``: plain PyTorch attention (matmul, masked softmax, matmul; no SDPA) over L tokens;
@@ -211,9 +222,22 @@ def measure_dot(kind: str, B: int, L: int, D: int, heads: int = 4, precision: st
 
     times, peak = _time_and_peak(step, warmup, iters, dev)
     ms = 1000 * sum(times) / max(len(times), 1)
-    return dict(backend=kind, precision=precision, device=str(dev), ms_per_step=ms, steps_per_s=1000 / ms,
-                wall_s=time.perf_counter() - start, peak_mem_mb=max(peak, 0) / 2**20, B=B, L=L, H=heads, D=D,
-                warmup=warmup, iters=iters, threads=torch.get_num_threads())
+    return dict(
+        backend=kind,
+        precision=precision,
+        device=str(dev),
+        ms_per_step=ms,
+        steps_per_s=1000 / ms,
+        wall_s=time.perf_counter() - start,
+        peak_mem_mb=max(peak, 0) / 2**20,
+        B=B,
+        L=L,
+        H=heads,
+        D=D,
+        warmup=warmup,
+        iters=iters,
+        threads=torch.get_num_threads(),
+    )
 
 
 def measure_isolated(env: dict | None = None, timeout: float | None = None, **config) -> dict:

@@ -86,9 +86,7 @@ def test_group_wikitext_lines_keeps_text_before_the_first_heading():
 
 def test_load_corpus_parquet_without_validation_carves_val_from_train(tmp_path):
     files = _write_wikitext(tmp_path, {"train": _ARTICLE_A + _ARTICLE_B + _ARTICLE_C})
-    splits = corpora.load_corpus(
-        "parquet", val_fraction=0.34, seed=0, data_files=files, cache_dir=str(tmp_path / "hf")
-    )
+    splits = corpora.load_corpus("parquet", val_fraction=0.34, seed=0, data_files=files, cache_dir=str(tmp_path / "hf"))
     assert set(splits) == {"train", "val"}
     assert len(splits["train"]) == 2 and len(splits["val"]) == 1
 
@@ -100,6 +98,4 @@ def test_load_corpus_unknown_name_lists_the_allowed_names():
 
 def test_wikitext_offline_without_cache_fails_fast_and_suggests_alternatives(tmp_path):
     with pytest.raises(RuntimeError, match="pydoc.*parquet"):
-        corpora.load_corpus(
-            "wikitext2", val_fraction=0.1, seed=0, offline=True, cache_dir=str(tmp_path)
-        )
+        corpora.load_corpus("wikitext2", val_fraction=0.1, seed=0, offline=True, cache_dir=str(tmp_path))

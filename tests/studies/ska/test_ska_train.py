@@ -112,8 +112,19 @@ def test_model_learns_what_only_the_current_token_predicts(attention):
     x, y = stream[:, :-1].contiguous(), stream[:, 1:].contiguous()
     bank = add_signatures(build_bank(x, 8, 4), k=16, seed=0, vocab_size=vocab) if attention == "ska" else None
     torch.manual_seed(0)
-    model = CausalLM(LMConfig(vocab_size=vocab, seq_len=length, d_model=32, n_layers=2, n_heads=2, window=8,
-                              stride=4, minhash_k=16, attention=attention))
+    model = CausalLM(
+        LMConfig(
+            vocab_size=vocab,
+            seq_len=length,
+            d_model=32,
+            n_layers=2,
+            n_heads=2,
+            window=8,
+            stride=4,
+            minhash_k=16,
+            attention=attention,
+        )
+    )
     history = train_lm(model, LMBatches(LMData(x, y, bank), 16), 80, 3e-3, 8, 0.0, 1.0, seed=0, progress=False)
     assert history[-1]["loss"] < 0.5 * math.log(vocab), history[-1]["loss"]
 
