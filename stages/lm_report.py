@@ -18,7 +18,17 @@ SPEC = StageSpec(
     code=("studies.report",),
     gather=True,
 )
-METRICS = ("perplexity", "val_loss", "tokens_per_s", "train_loss", "train_s", "n_params", "peak_rss_mb")
+METRICS = (
+    "perplexity",
+    "perplexity_without_ska",  # SKA cells only: every SKA branch switched off
+    "ska_gate_mean",
+    "val_loss",
+    "tokens_per_s",
+    "train_loss",
+    "train_s",
+    "n_params",
+    "peak_rss_mb",
+)
 
 
 def run(ctx: Context) -> dict:

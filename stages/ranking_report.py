@@ -26,9 +26,14 @@ def run(ctx: Context) -> dict:
     p, rows = ctx.params, cell_rows(ctx)
     keys = list(next(iter(ctx.cells.values()))["params"])
     metric, descending = p["report_metric"], p["report_goal"] == "max"
-    numeric = [
-        k for k, v in rows[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in keys
-    ]
+    numeric = list(  # every numeric metric any cell has, in first-seen order
+        dict.fromkeys(
+            k
+            for r in rows
+            for k, v in r.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in keys
+        )
+    )
     write_table(
         [{k: v for k, v in r.items() if k != "curve"} for r in rows],
         ctx.out / "table",

@@ -185,9 +185,10 @@ def replicate_summary(rows: list[dict], keys: list[str], replicate: str, metrics
             **{k: first[k] for k in keys if k != replicate},
             "replicates": len(members),
         }
-        for m in metrics:
-            values = pl.Series([r[m] for r in members], dtype=pl.Float64)
-            row[m], row[f"{m}_sd"] = values.mean(), (values.std() if len(members) > 1 else 0.0)
+        for m in metrics:  # a metric some cells lack (SKA-only diagnostics): None for them
+            values = pl.Series([r[m] for r in members if r.get(m) is not None], dtype=pl.Float64)
+            row[m] = values.mean() if len(values) else None
+            row[f"{m}_sd"] = values.std() if len(values) > 1 else (0.0 if len(values) else None)
         out.append(row)
     return out
 

@@ -62,3 +62,14 @@ def test_one_factor_bars_draw_a_png(tmp_path):
     rows = one_factor_rows([_row("base"), _row("k=32", k=32, ppl=120.0)], BASE, list(BASE), "ppl")
     one_factor_bars(rows, "ppl", tmp_path / "bars.png", "toy")
     assert (tmp_path / "bars.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_replicate_summary_leaves_a_metric_empty_where_no_cell_has_it():
+    rows = [
+        _row("a", seed=0, ppl=10.0, gate=0.1),
+        _row("a1", seed=1, ppl=12.0),
+        _row("s", named=True, attention="sdpa"),
+    ]
+    summary = {r["cell"]: r for r in replicate_summary(rows, [*BASE, "seed"], "seed", ["ppl", "gate"])}
+    assert summary["a"]["gate"] == 0.1 and summary["a"]["gate_sd"] == 0.0  # one of two cells has it
+    assert summary["s"]["gate"] is None and summary["s"]["gate_sd"] is None

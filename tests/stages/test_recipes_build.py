@@ -1,0 +1,481 @@
+"""Every study of params.yaml, shrunk to toy sizes, built end to end through the real runner.
+
+The pipeline tests run a toy recipe and the study tests call study code directly; this file
+runs the real ``run(ctx)`` of every stage of every recipe, node by node in plan order, through
+``pipeline.runner.main`` with the arguments of ``python -m stages <study> <stage> <slug>
+--params <file>`` (the command both engines run): plan from the params file, store lookup, the
+stage computed in a ``pipeline.child`` process, publish, hard links into the workspace. So a
+renamed key, a metric a report reads but evaluate no longer writes, or a report that crashes on
+the study's cells is found here, not by the 35-minute ``make run``.
+
+The params file is the repository's ``params.yaml`` with each study shrunk by ``SHRINK`` (one
+entry per study kind; a guard test makes a new kind add one): a few steps, tiny data, the same
+grid axes with one value each (two where that is what the report compares), and the named
+baseline cells. ``ABLATE_ARTIFACTS`` and ``ABLATE_STORE`` point into a temp dir: the real
+``artifacts/`` is never touched.
+
+Speed: every computed node is a child interpreter importing torch (and torch._dynamo, which
+every optimizer constructor imports), ~2-4 s of CPU whatever its size, so the nodes are few and
+the cores kept busy: one module fixture builds every selected study, each in one process of its
+own (this file run as a script: one interpreter and plan per study rather than per node),
+``WORKERS`` studies at a time with each stage child on one thread. Each study's test then checks
+its own nodes, so a failure names the study and shows the failing node's traceback.
+
+Asserted is behaviour, never values: every node builds; every node's metrics are finite; the
+per-cell nodes' metrics hold the keys the study's report reads; the report writes the files it
+promises, with a row per cell, and has numeric metrics.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import plan as plan_mod
+from pipeline.codehash import ROOT
+from pipeline.params import ParamsError
+from stages import RECIPES, lm_report
+
+PARAMS = ROOT / "params.yaml"
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+WORKERS = max(2, CORES)  # studies building at once, each stage child on one thread
+STUDY_TIMEOUT_S = 600  # a hung stage fails its study instead of hanging the session
+
+# Per study kind: ``params`` overrides (each key must exist in the study), the ``grid`` that
+# replaces the study's grid (the same axes), and optionally the named ``cells`` kept (by name;
+# default all). Values that do not change a node's shape are left as they are. Where a report
+# sets each factor against the base cell (``ablations``), the shrunk grid keeps the base cell.
+LM_TEXT = {"vocab_size": 300, "seq_len": 32, "window": 8, "stride": 4, "minhash_k": 8}
+TINY_MODEL = {"d_model": 16, "n_layers": 1, "n_heads": 2}
+TINY_IMAGES = {"n_train": 64, "n_test": 32}
+SHRINK: dict[str, dict] = {
+    "ska_lm": {
+        "params": {**LM_TEXT, **TINY_MODEL, "steps": 2, "batch_size": 4, "warmup_steps": 1, "eval_batch_size": 64},
+        # the base cell (what the ablations table compares with) and the SDPA baseline twice
+        # (its two seeds form one replicate group of the summary)
+        "grid": {
+            "minhash_k": [8],
+            "bank": [{"window": 8, "stride": 4}],
+            "router_topk": [0],
+            "adapter_rank": [0],
+            "train_seed": [0],
+        },
+        "cells": ("sdpa", "sdpa_seed1"),
+    },
+    "ska_minhash": {
+        "params": {"universe": 200, "set_size_max": 24, "n_pairs": 50},
+        "grid": {"minhash_k": [8, 16]},  # two rows of the error table, two histograms
+    },
+    "ska_bench": {
+        "params": {
+            **{k: LM_TEXT[k] for k in ("seq_len", "window", "stride", "minhash_k")},
+            "batch_size": 2,
+            "d_model": 16,
+            "n_heads": 2,
+            "warmup": 1,
+            "iters": 1,
+        },
+        # the backends that run on a CPU: the naive pair and the SDPA row of the two tables
+        "grid": {
+            "impl": [
+                {"backend": "naive", "precision": "fp32"},
+                {"backend": "python", "precision": "fp32"},
+                {"backend": "sdpa", "precision": "fp32"},
+            ],
+            "seq_len": [32],
+        },
+    },
+    "ska_parity": {
+        "params": {"batch_size": 1, "seq_len": 32, "d_model": 8, "minhash_k": 8, "window": 8, "stride": 4},
+        # keops stays in: it compiles this shape's formulas once (~20-30 s of g++ on a cold
+        # KEOPS cache, overlapping other studies: ~+15 s on the file's wall time), then loads
+        # them from disk (~3 s). Triton runs through its interpreter (TRITON_INTERPRET=1, set by
+        # tests/conftest.py without a GPU), as the stage does on a CPU machine.
+        "grid": {
+            "impl": [
+                {"backend": "keops", "precision": "fp32"},
+                {"backend": "triton", "precision": "fp32"},
+                {"backend": "python", "precision": "bf16"},
+            ]
+        },
+    },
+    "ska_vit": {
+        "params": {**TINY_IMAGES, **TINY_MODEL, "minhash_k": 8, "steps": 2, "batch_size": 16, "warmup_steps": 1},
+        "grid": {"bank": [{"window": 8, "stride": 4}], "router_topk": [0]},
+        "cells": ("sdpa",),
+    },
+    "ska_diffusion": {
+        "params": {
+            **TINY_IMAGES,
+            **TINY_MODEL,
+            "fid_steps": 2,
+            "T": 10,
+            "minhash_k": 8,
+            "steps": 2,
+            "batch_size": 16,
+            "warmup_steps": 1,
+            "n_fid_samples": 16,
+            "ddim_steps": 2,
+        },
+        "grid": {"bank": [{"window": 8, "stride": 4}]},
+        "cells": ("sdpa",),
+    },
+    "ska_text_diffusion": {
+        # download and tokenize as ska_lm's: the same nodes in the store
+        "params": {**LM_TEXT, **TINY_MODEL, "d_embed": 8, "T": 10, "steps": 2, "batch_size": 4, "warmup_steps": 1},
+        "grid": {"bank": [{"window": 8, "stride": 4}]},
+        "cells": ("sdpa",),
+    },
+    "poh_injection": {
+        "params": {
+            "n_puzzles": 40,
+            "n_val": 8,
+            "n_test": 8,
+            "d_model": 16,
+            "n_heads": 2,
+            "d_ff": 32,
+            "memory_size": 4,
+            "steps": 2,
+            "batch_size": 8,
+            "eval_every": 1,
+        },
+        # no injection (the base cell), the mode the study is about, the transformer baseline
+        "grid": {"injection": ["none", "alpha_gated"]},
+        "cells": ("transformer",),
+    },
+    "poh_scaling": {
+        "params": {
+            "maze_n": 4,
+            "n_mazes": 40,
+            "n_val": 8,
+            "n_test": 8,
+            "d_model": 16,
+            "d_ff": 32,
+            "depth": 1,
+            "R": 2,
+            "T": 2,
+            "steps": 2,
+            "batch_size": 8,
+            "eval_every": 1,
+        },
+        # one size, both kinds: the report's PoH − baseline deltas need the pair
+        "grid": {"model": [{"size": "A", "d_model": 16, "d_ff": 32, "depth": 1}], "kind": ["baseline", "poh"]},
+    },
+}
+
+# What each report reads from the per-cell nodes: stage → metric keys ("{key}": that param's
+# value, e.g. the metric a ranking report sorts and plots by).
+REPORT_READS: dict[str, dict[str, tuple[str, ...]]] = {
+    "ska_lm": {"evaluate": ("{report_metric}",)},  # and every cell's METRICS: CELL_READS
+    "ska_minhash": {"delta": ("minhash_k",)},
+    "ska_bench": {"bench": ("backend", "precision", "device", "L", "ms_per_step", "steps_per_s", "peak_mem_mb")},
+    "ska_parity": {"parity": ("backend", "precision", "device", "z_max_abs_err")},
+    "ska_vit": {"evaluate": ("{report_metric}", "chance")},  # chance: the bar chart's reference line
+    "ska_diffusion": {"evaluate": ("{report_metric}",)},
+    "ska_text_diffusion": {"evaluate": ("{report_metric}",)},
+    "poh_injection": {"evaluate": ("{report_metric}", "chance")},
+    "poh_scaling": {
+        "maze_data": ("n_train", "n_val", "n_test"),
+        "train": ("kind", "size", "n_params", "wall_s", "seed"),
+        "evaluate": ("test_acc", "test_opt", "test_exact_opt"),
+    },
+}
+# What a report reads from each cell's train and evaluate metrics together.
+CELL_READS: dict[str, tuple[str, ...]] = {"ska_lm": lm_report.METRICS}
+# What each report promises in artifacts/reports/<study>/ ("{key}": a param's value), and the
+# table of it that has one row per cell.
+ABLATIONS = ("ablations.csv", "ablations.md", "ablations.png")
+RANKING_FILES = (
+    *(f"{t}.{ext}" for t in ("table", "summary") for ext in ("csv", "md")),
+    *ABLATIONS,
+    "{report_metric}.png",
+    "train_curves.png",
+)
+REPORT_FILES: dict[str, tuple[str, ...]] = {
+    "ska_lm": (
+        *(f"{t}.{ext}" for t in ("table", "summary") for ext in ("csv", "md")),
+        *ABLATIONS,
+        "{report_metric}_vs_{report_x}.png",
+        "train_curves.png",
+    ),
+    "ska_minhash": ("table.csv", "table.md", "delta_error_hist.png"),
+    "ska_bench": (
+        *(f"{t}.{ext}" for t in ("bench", "naive_vs_naive", "optimized_vs_optimized") for ext in ("csv", "md")),
+        "steps_per_s_vs_length.png",
+        "peak_mem_mb_vs_length.png",
+    ),
+    "ska_parity": ("parity.csv", "parity.md"),
+    "ska_vit": RANKING_FILES,
+    "ska_diffusion": RANKING_FILES,
+    "ska_text_diffusion": RANKING_FILES,
+    "poh_injection": RANKING_FILES,
+    "poh_scaling": ("results.json", "table.csv", "table.md", "scaling.png"),
+}
+ROW_PER_CELL = {
+    "ska_lm": "table.csv",
+    "ska_minhash": "table.csv",
+    "ska_bench": "bench.csv",
+    "ska_parity": "parity.csv",
+    "ska_vit": "table.csv",
+    "ska_diffusion": "table.csv",
+    "ska_text_diffusion": "table.csv",
+    "poh_injection": "table.csv",
+}
+
+
+def _params() -> dict:
+    return yaml.safe_load(PARAMS.read_text())
+
+
+def _kind(name: str, study: dict) -> str:
+    return study.get("kind", name)
+
+
+STUDIES = sorted(_params()["studies"])
+
+
+def test_every_study_kind_in_params_yaml_has_a_shrink_entry():
+    """A new study kind must say how to shrink it (and what its report reads and writes), or
+    the build test below would have nothing to run it with."""
+    kinds = {_kind(n, s) for n, s in _params()["studies"].items() if _kind(n, s) in RECIPES}
+    for table in ("SHRINK", "REPORT_READS", "REPORT_FILES"):
+        missing = sorted(kinds - set(globals()[table]))
+        assert not missing, f"add an entry to {table} in {Path(__file__).name} for: {', '.join(missing)}"
+        stale = sorted(set(globals()[table]) - set(RECIPES))
+        assert not stale, f"{table} has entries for kinds no recipe has: {stale}"
+
+
+def test_the_shrunk_params_fit_and_plan_every_study(tmp_path):
+    """Fast: every SHRINK entry still fits its study (keys, axes, named cells) and the shrunk
+    params pass the planner's checks (what the build test below builds)."""
+    shrunk, problems = shrunk_params()
+    assert not problems, problems
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(shrunk, sort_keys=False))
+    plan = plan_mod.build(path, RECIPES)
+    assert set(plan.studies) == set(STUDIES)
+
+
+def _shrink(study: dict, rule: dict) -> str | None:
+    """Apply one SHRINK entry to a study in place; what no longer fits the study, if anything."""
+    stale = sorted(set(rule["params"]) - set(study["params"]))
+    if stale:
+        return f"overrides params the study does not have: {stale}"
+    study["params"].update(rule["params"])
+    if sorted(rule["grid"]) != sorted(study.get("grid", {})):
+        return f"has grid axes {sorted(rule['grid'])}, the study {sorted(study.get('grid', {}))}"
+    study["grid"] = rule["grid"]
+    study.pop("exclude", None)  # nothing of the shrunk grid is left to exclude
+    if "cells" in rule:
+        cells = study.get("cells", {})
+        gone = sorted(set(rule["cells"]) - set(cells))
+        if gone:
+            return f"keeps named cells the study does not have: {gone}"
+        study["cells"] = {c: cells[c] for c in rule["cells"]}
+    return None
+
+
+def shrunk_params() -> tuple[dict, dict[str, str]]:
+    """params.yaml with every study shrunk by SHRINK, and per study left out (no entry for its
+    kind, or an entry that no longer fits it: a key, axis or named cell renamed) the reason:
+    no study is ever built at full size here."""
+    params, problems = _params(), {}
+    for name, study in list(params["studies"].items()):
+        kind = _kind(name, study)
+        problem = _shrink(study, copy.deepcopy(SHRINK[kind])) if kind in SHRINK else "no entry for this kind"
+        if problem:
+            problems[name] = f"SHRINK[{kind!r}] {problem}"
+            del params["studies"][name]
+    return params, problems
+
+
+MARK = "@@recipes-build@@"  # brackets each node's output in a study's build log
+
+
+def build_study(study: str, params: str) -> int:
+    """Build every node of ``study`` in plan order through ``pipeline.runner.main`` (what
+    ``python -m stages <study> <stage> <slug>`` calls), in this one process: an interpreter per
+    study instead of per node. A node whose upstream failed is not run. This file's ``__main__``."""
+    from pipeline import runner
+
+    plan = plan_mod.build(params, RECIPES, only=[study])
+    failed: set[str] = set()
+    for n in plan.nodes.values():
+        print(f"{MARK} {n.label}", file=sys.stderr, flush=True)
+        if any(u.label in failed for u in plan.upstream_nodes(n)):
+            code = -1
+            print("not built: an upstream node failed", file=sys.stderr)
+        else:
+            code = runner.main(RECIPES, [n.study, n.stage, n.slug, "--params", params])
+        if code:
+            failed.add(n.label)
+        print(f"{MARK} {n.label} exit {code}", file=sys.stderr, flush=True)
+    return 1 if failed else 0
+
+
+def _build(study: str, params: Path, env: dict) -> dict[str, dict]:
+    """Run ``build_study`` in a subprocess; node label → {code, output} (its part of the log,
+    the stage's traceback included), and the whole log under the study's name."""
+    cmd = [sys.executable, __file__, study, str(params)]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        log, _ = proc.communicate(timeout=STUDY_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the build, its runner and the stage's child
+        log = proc.communicate()[0] + f"\n(killed after {STUDY_TIMEOUT_S} s)"
+    results: dict[str, dict] = {study: {"code": proc.returncode, "output": log}}
+    label, lines = None, []
+    for line in log.splitlines():
+        words = line.split()
+        if words[:1] == [MARK] and len(words) == 2:
+            label, lines = words[1], []
+        elif words[:1] == [MARK]:
+            results[label] = {"code": int(words[3]), "output": "\n".join(lines)}
+        elif label is not None:
+            lines.append(line)
+    return results
+
+
+@pytest.fixture(scope="module")
+def built(request, tmp_path_factory):
+    """Every study the session selected, built from the shrunk params into a temp dir, the
+    studies ``WORKERS`` at a time (the most nodes first), each node's child on one thread."""
+    selected = {
+        item.callspec.params["study"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) == "test_study_builds_end_to_end_with_tiny_params"
+    }
+    root = tmp_path_factory.mktemp("recipes")
+    params = root / "params.yaml"
+    shrunk, problems = shrunk_params()
+    params.write_text(yaml.safe_dump(shrunk, sort_keys=False))
+    plans = {}
+    for study in sorted(selected - set(problems)):
+        try:
+            plans[study] = plan_mod.build(params, RECIPES, only=[study])
+        except (ParamsError, KeyError, ValueError) as e:
+            problems[study] = f"the shrunk params do not plan: {e}"
+    env = {
+        **os.environ,
+        "ABLATE_ARTIFACTS": str(root / "artifacts"),
+        "ABLATE_STORE": str(root / "store"),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT),
+        "MPLBACKEND": "Agg",
+    }
+
+    # the most nodes first; a study with keops cells early, as they may compile (see SHRINK)
+    def cost(study: str) -> int:
+        nodes = plans[study].nodes.values()
+        return len(nodes) + 8 * sum(n.params.get("backend") == "keops" for n in nodes)
+
+    results: dict[str, dict] = {}
+    with ThreadPoolExecutor(WORKERS) as pool:
+        for part in pool.map(lambda s: _build(s, params, env), sorted(plans, key=cost, reverse=True)):
+            results.update(part)
+    return {"plans": plans, "problems": problems, "root": root, "results": results}
+
+
+def _finite(metrics: dict, where: str) -> None:
+    for key, value in metrics.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            assert math.isfinite(value), f"{where}: metric {key} = {value}"
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_study_builds_end_to_end_with_tiny_params(study, built):
+    if study in built["problems"]:
+        pytest.fail(f"{study}: not built: {built['problems'][study]}", pytrace=False)
+    plan, results, artifacts = built["plans"][study], built["results"], built["root"] / "artifacts"
+    kind, p = plan.studies[study].kind, plan.studies[study].params
+    nodes = list(plan.nodes.values())
+
+    codes = {n.label: results.get(n.label, {}).get("code") for n in nodes}
+    if any(code != 0 for code in codes.values()):
+        failed = [label for label, code in codes.items() if code not in (0, -1)]
+        parts = [
+            f"--- {label}: exit code {codes[label]}\n{results[label]['output'][-6000:]}"
+            if label in results
+            else f"--- {label}: never reached; the build's log ends:\n{results[study]['output'][-3000:]}"
+            for label in failed
+        ]
+        skipped = [label for label, code in codes.items() if code == -1]
+        rerun = (
+            f"cd {ROOT} && ABLATE_ARTIFACTS={artifacts} ABLATE_STORE={built['root'] / 'store'} "
+            f"python -m stages {study} STAGE SLUG --params {built['root'] / 'params.yaml'}"
+        )
+        pytest.fail(
+            f"{study}: {len(failed)} of {len(nodes)} nodes failed; {len(skipped)} downstream of them not built: "
+            f"{', '.join(skipped) or '-'}\n(rerun one: {rerun})\n" + "\n".join(parts),
+            pytrace=False,
+        )
+
+    # every node is in the temp workspace, built from this plan, with finite metrics
+    log = [json.loads(line) for line in (artifacts / ".logs" / "builds.jsonl").read_text().splitlines()]
+    actions = {b["node"]: b["action"] for b in log}
+    metas = {}
+    for n in nodes:
+        assert actions.get(n.label) in ("computed", "store_hit"), f"{n.label}: {actions.get(n.label)}"
+        metas[n.label] = meta = json.loads((n.workspace(artifacts) / "meta.json").read_text())
+        assert meta["fingerprint"] == n.fingerprint, n.label
+        _finite(meta["metrics"], n.label)
+
+    # the per-cell nodes hold what the report reads
+    for stage, keys in REPORT_READS[kind].items():
+        stage_nodes = [n for n in nodes if n.stage == stage]
+        assert stage_nodes, f"{study}: no {stage!r} node (REPORT_READS[{kind!r}] names a stage the recipe lacks)"
+        wanted = [k.format(**p) for k in keys]
+        for n in stage_nodes:
+            metrics = metas[n.label]["metrics"]
+            missing = [k for k in wanted if k not in metrics]
+            assert not missing, f"{n.label}: metrics lack {missing} that the report reads (has {sorted(metrics)})"
+
+    for cell in plan.studies[study].cells if kind in CELL_READS else ():
+        cell_nodes = [n for n in nodes if cell.name in n.cells and n.stage in ("train", "evaluate")]
+        merged = {k for n in cell_nodes for k in metas[n.label]["metrics"]}
+        missing = sorted(set(CELL_READS[kind]) - merged)
+        assert not missing, f"{study}: cell {cell.name}: train and evaluate metrics lack {missing}, read by the report"
+
+    # the report wrote what it promises, a row per cell, and numeric metrics
+    (report,) = [n for n in nodes if n.stage == "report"]
+    out = report.workspace(artifacts)
+    metrics = metas[report.label]["metrics"]
+    assert any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in metrics.values()), metrics
+    for name in REPORT_FILES[kind]:
+        path = out / name.format(**p)
+        assert path.is_file() and path.stat().st_size > 0, f"{report.label}: {path.name} missing or empty"
+    n_cells = len(plan.studies[study].cells)
+    assert len(report.cells) == n_cells
+    if kind in ROW_PER_CELL:
+        with open(out / ROW_PER_CELL[kind]) as f:
+            rows = list(csv.DictReader(f))
+        assert len(rows) == n_cells, f"{report.label}: {ROW_PER_CELL[kind]} has {len(rows)} rows for {n_cells} cells"
+    for key in ("cells", "rows"):
+        if key in metrics:
+            assert metrics[key] == n_cells, f"{report.label}: {key} = {metrics[key]} for {n_cells} cells"
+    if "ablations.csv" in REPORT_FILES[kind]:  # each factor against the base cell, which is there
+        with open(out / "ablations.csv") as f:
+            rows = list(csv.DictReader(f))
+        assert any(r["is_base"] == "true" for r in rows), f"{report.label}: no base row in ablations.csv"
+        changes = [float(r[f"{p['report_metric']}_change"]) for r in rows]
+        assert all(map(math.isfinite, changes)), f"{report.label}: ablations.csv changes {changes}"
+    if kind == "poh_scaling":  # a size with both kinds gets the PoH − baseline deltas
+        for row in json.loads((out / "results.json").read_text())["sizes"]:
+            assert math.isfinite(row["poh_minus_baseline_acc"]) and math.isfinite(row["poh_minus_baseline_opt"]), row
+
+
+if __name__ == "__main__":  # a study's build, run by the ``built`` fixture
+    sys.exit(build_study(sys.argv[1], sys.argv[2]))
