@@ -70,8 +70,9 @@ def test_comment_edit_triggers_nothing_and_code_edit_rebuilds_downstream(project
     assert project.computed(m) == {}
 
 
-def test_kill_9_mid_stage_publishes_nothing_and_the_next_build_completes(project):
-    project.edit("params.yaml", "delay: 0.0", "delay: 30.0")
+def start_snakemake_until_a_stage_is_half_written(project) -> subprocess.Popen:
+    """A background `snakemake --cores 2` (own process group), once a gen stage (params
+    delay > 0) has half-written its output in the store's tmp/."""
     proc = subprocess.Popen(
         ["snakemake", "--cores", "2"],
         cwd=project.path,
@@ -83,8 +84,15 @@ def test_kill_9_mid_stage_publishes_nothing_and_the_next_build_completes(project
     tmp = project.path / "artifacts/.store/tmp"
     deadline = time.time() + 60
     while not list(tmp.glob("*/values.json")) and time.time() < deadline:
-        time.sleep(0.2)  # until a gen stage has half-written its output
+        time.sleep(0.2)
     assert time.time() < deadline, "the stage never started"
+    return proc
+
+
+def test_kill_9_mid_stage_publishes_nothing_and_the_next_build_completes(project):
+    project.edit("params.yaml", "delay: 0.0", "delay: 30.0")
+    proc = start_snakemake_until_a_stage_is_half_written(project)
+    tmp = project.path / "artifacts/.store/tmp"
     os.killpg(proc.pid, signal.SIGKILL)  # snakemake, the runner and the stage's child
     proc.wait()
     objects = project.path / "artifacts/.store/objects"
@@ -107,18 +115,7 @@ def test_interrupting_a_rebuild_leaves_a_plain_rerun_working(project):
     assert "profiles/default" in project.snakemake("-n").stderr
     project.snakemake()
     project.edit("params.yaml", "delay: 0.0", "delay: 30.0")  # every gen node is now stale
-    proc = subprocess.Popen(
-        ["snakemake", "--cores", "2"],
-        cwd=project.path,
-        env=project.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    tmp = project.path / "artifacts/.store/tmp"
-    deadline = time.time() + 60
-    while not list(tmp.glob("*/values.json")) and time.time() < deadline:
-        time.sleep(0.2)
-    assert time.time() < deadline, "the stage never started"
+    proc = start_snakemake_until_a_stage_is_half_written(project)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) != 0
     project.edit("params.yaml", "delay: 30.0", "delay: 0.0")
