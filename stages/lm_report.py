@@ -18,10 +18,11 @@ SPEC = StageSpec(
     code=("studies.report",),
     gather=True,
 )
+# Only cells with attention=ska have these: every SKA branch switched off, and the gates.
+SKA_ONLY_METRICS = ("perplexity_without_ska", "ska_gate_mean")
 METRICS = (
     "perplexity",
-    "perplexity_without_ska",  # SKA cells only: every SKA branch switched off
-    "ska_gate_mean",
+    *SKA_ONLY_METRICS,
     "val_loss",
     "tokens_per_s",
     "train_loss",
