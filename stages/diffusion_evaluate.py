@@ -3,10 +3,9 @@ for SKA cells also ε-MSE with every SKA branch switched off."""
 
 from __future__ import annotations
 
-import json
-
 from pipeline.spec import Context, StageSpec
 from stages.diffusion_train import build_model
+from stages.trained import load_trained
 
 SPEC = StageSpec(
     name="evaluate",
@@ -25,9 +24,8 @@ def run(ctx: Context) -> dict:
     from studies.ska.fid import FeatureNet, fid
 
     torch.set_num_threads(ctx.threads)
-    p, train = ctx.params, ctx.input("train")
-    model = build_model(json.loads((train / "config.json").read_text()))
-    model.load_state_dict(torch.load(train / "model.pt", weights_only=True))
+    p = ctx.params
+    model, _ = load_trained(ctx.input("train"), build_model)
     test = torch.load(ctx.input("images") / "images.pt", weights_only=True)["test_x"]
     metrics = eps_mse(model, test, seed=p["eval_seed"])
     metrics |= ska_usage(model, "eps_mse", lambda: eps_mse(model, test, seed=p["eval_seed"])["eps_mse"])

@@ -5,8 +5,6 @@ The SKA bank is built from the noisy input x_t inside the denoiser, never from x
 
 from __future__ import annotations
 
-import json
-
 from pipeline.spec import Context, StageSpec
 
 MODEL_KEYS = (
@@ -49,6 +47,8 @@ def run(ctx: Context) -> dict:
 
     from studies.ska.diffusion import train_diffusion
 
+    from .trained import final_loss, save_trained
+
     torch.set_num_threads(ctx.threads)
     p = ctx.params
     config = {k: p[k] for k in MODEL_KEYS}
@@ -64,12 +64,9 @@ def run(ctx: Context) -> dict:
         warmup_steps=p["warmup_steps"],
         seed=p["train_seed"],
     )
-    torch.save(model.state_dict(), ctx.out / "model.pt")
-    (ctx.out / "config.json").write_text(json.dumps(config, indent=1))
-    (ctx.out / "history.json").write_text(json.dumps(history))
-    tail = history[-max(1, len(history) // 10) :]
+    save_trained(ctx.out, model, config, history)
     return {
         "n_params": model.n_params(),
-        "train_loss": sum(h["loss"] for h in tail) / len(tail),
+        "train_loss": final_loss(history),
         "train_s": history[-1]["time_s"],
     }

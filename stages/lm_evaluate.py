@@ -6,11 +6,11 @@ branch switched off: if that barely moves, the set attention is not what the mod
 
 from __future__ import annotations
 
-import json
 import resource
 
 from pipeline.spec import Context, StageSpec
 from stages.lm_train import build_model, lm_data
+from stages.trained import load_trained
 
 SPEC = StageSpec(
     name="evaluate",
@@ -28,9 +28,7 @@ def run(ctx: Context) -> dict:
     from studies.ska.train import evaluate_lm
 
     torch.set_num_threads(ctx.threads)
-    train_dir = ctx.input("train")
-    model, config = build_model(ctx, json.loads((train_dir / "config.json").read_text()))
-    model.load_state_dict(torch.load(train_dir / "model.pt", weights_only=True))
+    model, config = load_trained(ctx.input("train"), lambda config: build_model(ctx, config)[0])
     data = lm_data(ctx, "val", config["seq_len"], config["attention"] == "ska")
     metrics = evaluate_lm(model, data, ctx.params["eval_batch_size"])
     metrics |= ska_usage(

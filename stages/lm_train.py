@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from pipeline.spec import Context, StageSpec
 
 MODEL_KEYS = (
@@ -111,6 +109,8 @@ def run(ctx: Context) -> dict:
 
     from studies.ska.train import LMBatches, train_lm
 
+    from .trained import final_loss, save_trained
+
     torch.set_num_threads(ctx.threads)
     p = ctx.params
     torch.manual_seed(p["train_seed"])  # initial weights
@@ -127,14 +127,11 @@ def run(ctx: Context) -> dict:
         p["grad_clip"],
         p["train_seed"],
     )
-    torch.save(model.state_dict(), ctx.out / "model.pt")
-    (ctx.out / "config.json").write_text(json.dumps(config, indent=1))
-    (ctx.out / "history.json").write_text(json.dumps(history))
+    save_trained(ctx.out, model, config, history)
     seconds = history[-1]["time_s"]
-    tail = history[-max(1, len(history) // 10) :]
     return {
         "n_params": model.n_params(),
-        "train_loss": sum(h["loss"] for h in tail) / len(tail),  # mean over the last 10% of steps
+        "train_loss": final_loss(history),
         "train_tokens_per_s": p["steps"] * p["batch_size"] * p["seq_len"] / seconds,
         "train_s": seconds,
     }

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from pipeline.spec import Context, StageSpec
 from stages.maze_train import load_split
+from stages.trained import load_trained
 
 SPEC = StageSpec(name="evaluate", reads=(), needs=("maze_data", "train"), code=("studies.poh.maze_task",))
 
@@ -19,9 +18,11 @@ def run(ctx: Context) -> dict:
     from studies.poh.maze_task import evaluate_maze
 
     torch.set_num_threads(ctx.threads)
-    cfg = json.loads((ctx.input("train") / "config.json").read_text())
     test = load_split(ctx, "test")
-    kind = cfg.pop("kind")
-    model = build_maze_model(replace(MazeConfig(**cfg), n=int(test["n"])), kind)
-    model.load_state_dict(torch.load(ctx.input("train") / "model.pt", weights_only=True))
+
+    def build(cfg: dict):
+        size = {k: v for k, v in cfg.items() if k != "kind"}
+        return build_maze_model(replace(MazeConfig(**size), n=int(test["n"])), cfg["kind"])
+
+    model, _ = load_trained(ctx.input("train"), build)
     return {f"test_{k}": v for k, v in evaluate_maze(model, test).items()}

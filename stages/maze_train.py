@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from pipeline.spec import Context, StageSpec
 
 TRAIN_KEYS = (
@@ -54,6 +52,8 @@ def run(ctx: Context) -> dict:
 
     from studies.poh.maze_task import run_maze_cell
 
+    from .trained import save_trained
+
     torch.set_num_threads(ctx.threads)
     p = ctx.params
     cfg = {
@@ -61,7 +61,5 @@ def run(ctx: Context) -> dict:
         "train": {k: p[k] for k in TRAIN_KEYS if k != "train_seed"} | {"seed": p["train_seed"]},
     }
     model, history, metrics = run_maze_cell(cfg, load_split(ctx, "train"), load_split(ctx, "val"))
-    torch.save(model.state_dict(), ctx.out / "model.pt")
-    (ctx.out / "config.json").write_text(json.dumps(cfg["model"], indent=1))
-    (ctx.out / "history.json").write_text(json.dumps(history["train"]))
+    save_trained(ctx.out, model, cfg["model"], history["train"])
     return metrics | {"size": p["size"]}

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from pipeline.spec import Context, StageSpec
 from stages.sudoku_train import load_split
+from stages.trained import load_trained
 
 SPEC = StageSpec(name="evaluate", reads=(), needs=("sudoku_data", "train"), code=("studies.poh.sudoku_task",))
 
@@ -16,7 +15,6 @@ def run(ctx: Context) -> dict:
     from studies.poh.sudoku_task import build_sudoku_model, evaluate_sudoku
 
     torch.set_num_threads(ctx.threads)
-    model = build_sudoku_model(json.loads((ctx.input("train") / "config.json").read_text()))
-    model.load_state_dict(torch.load(ctx.input("train") / "model.pt", weights_only=True))
+    model, _ = load_trained(ctx.input("train"), build_sudoku_model)
     metrics = evaluate_sudoku(model, load_split(ctx, "test"))
     return {f"test_{k}": v for k, v in metrics.items()} | {"chance": 1 / 9}

@@ -71,13 +71,13 @@ def run(ctx: Context) -> dict:
 
     from studies.poh.sudoku_task import run_sudoku_cell
 
+    from .trained import save_trained
+
     torch.set_num_threads(ctx.threads)
     p = ctx.params
     train = {k: p[k] for k in TRAIN_KEYS if k != "train_seed"} | {"seed": p["train_seed"]}
     cfg = {"model": model_config(p), "train": train}
     model, history, metrics = run_sudoku_cell(cfg, load_split(ctx, "train"), load_split(ctx, "val"))
-    torch.save(model.state_dict(), ctx.out / "model.pt")
-    (ctx.out / "config.json").write_text(json.dumps(cfg["model"], indent=1))
-    (ctx.out / "history.json").write_text(json.dumps(history["train"]))
+    save_trained(ctx.out, model, cfg["model"], history["train"])
     (ctx.out / "val_history.json").write_text(json.dumps(history["eval"]))
     return metrics

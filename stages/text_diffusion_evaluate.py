@@ -9,10 +9,9 @@ also report ε-MSE with every SKA branch switched off.
 
 from __future__ import annotations
 
-import json
-
 from pipeline.spec import Context, StageSpec
 from stages.text_diffusion_train import build_model, token_sequences
+from stages.trained import load_trained
 
 SPEC = StageSpec(
     name="evaluate",
@@ -30,10 +29,8 @@ def run(ctx: Context) -> dict:
     from studies.ska.text_diffusion import token_accuracy
 
     torch.set_num_threads(ctx.threads)
-    p, train = ctx.params, ctx.input("train")
-    config = json.loads((train / "config.json").read_text())
-    model = build_model(config)
-    model.load_state_dict(torch.load(train / "model.pt", weights_only=True))
+    p = ctx.params
+    model, config = load_trained(ctx.input("train"), build_model)
     val = token_sequences(ctx, "val", config["seq_len"])
     metrics = eps_mse(model, val, seed=p["eval_seed"])
     metrics |= ska_usage(model, "eps_mse", lambda: eps_mse(model, val, seed=p["eval_seed"])["eps_mse"])

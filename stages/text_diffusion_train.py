@@ -7,8 +7,6 @@ the noisy x_t, never from x_0 or the clean tokens.
 
 from __future__ import annotations
 
-import json
-
 from pipeline.spec import Context, StageSpec
 
 MODEL_KEYS = (
@@ -62,6 +60,8 @@ def run(ctx: Context) -> dict:
     from studies.data.tokenizer import load_tokenizer, vocab_size
     from studies.ska.diffusion import train_diffusion
 
+    from .trained import final_loss, save_trained
+
     torch.set_num_threads(ctx.threads)
     p = ctx.params
     config = {k: p[k] for k in MODEL_KEYS}
@@ -78,13 +78,10 @@ def run(ctx: Context) -> dict:
         warmup_steps=p["warmup_steps"],
         seed=p["train_seed"],
     )
-    torch.save(model.state_dict(), ctx.out / "model.pt")
-    (ctx.out / "config.json").write_text(json.dumps(config, indent=1))
-    (ctx.out / "history.json").write_text(json.dumps(history))
-    tail = history[-max(1, len(history) // 10) :]
+    save_trained(ctx.out, model, config, history)
     return {
         "n_params": model.n_params(),
         "train_sequences": len(data),
-        "train_loss": sum(h["loss"] for h in tail) / len(tail),  # mean over the last 10% of steps
+        "train_loss": final_loss(history),
         "train_s": history[-1]["time_s"],
     }

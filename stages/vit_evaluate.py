@@ -3,9 +3,8 @@ also top-1 with every SKA branch switched off (is set attention what the model u
 
 from __future__ import annotations
 
-import json
-
 from pipeline.spec import Context, StageSpec
+from stages.trained import load_trained
 from stages.vit_train import build_model, load_images
 
 SPEC = StageSpec(
@@ -23,9 +22,7 @@ def run(ctx: Context) -> dict:
     from studies.ska.vit import evaluate_classifier
 
     torch.set_num_threads(ctx.threads)
-    train = ctx.input("train")
-    model = build_model(json.loads((train / "config.json").read_text()))
-    model.load_state_dict(torch.load(train / "model.pt", weights_only=True))
+    model, _ = load_trained(ctx.input("train"), build_model)
     x, y = load_images(ctx, "test")
     metrics = evaluate_classifier(model, x, y, ctx.params["eval_batch_size"])
     metrics |= ska_usage(model, "top1", lambda: evaluate_classifier(model, x, y, ctx.params["eval_batch_size"])["top1"])

@@ -6,8 +6,6 @@ per patch: position and a brightness bit); it is cheap, so it is not cached.
 
 from __future__ import annotations
 
-import json
-
 from pipeline.spec import Context, StageSpec
 
 MODEL_KEYS = (
@@ -63,6 +61,8 @@ def run(ctx: Context) -> dict:
 
     from studies.ska.vit import train_classifier
 
+    from .trained import final_loss, save_trained
+
     torch.set_num_threads(ctx.threads)
     p = ctx.params
     config = {k: p[k] for k in MODEL_KEYS}
@@ -80,13 +80,10 @@ def run(ctx: Context) -> dict:
         weight_decay=p["weight_decay"],
         seed=p["train_seed"],
     )
-    torch.save(model.state_dict(), ctx.out / "model.pt")
-    (ctx.out / "config.json").write_text(json.dumps(config, indent=1))
-    (ctx.out / "history.json").write_text(json.dumps(history))
-    tail = history[-max(1, len(history) // 10) :]
+    save_trained(ctx.out, model, config, history)
     return {
         "n_params": model.n_params(),
-        "train_loss": sum(h["loss"] for h in tail) / len(tail),
+        "train_loss": final_loss(history),
         "train_s": history[-1]["time_s"],
         "train_imgs_per_s": p["steps"] * p["batch_size"] / history[-1]["time_s"],
     }
