@@ -34,11 +34,12 @@ def stage_nodes(plan, stage, study="ska_lm"):
 def test_default_grid_shares_tokenization_and_banks(tmp_path):
     plan = plan_of(tmp_path)
     study = plan.studies["ska_lm"]
-    assert len(study.cells) == 42  # 2 × 2 × 2 × 2 × 2 seeds, plus SDPA, beta-off, bf16, fp16, gate-open × two seeds
+    # 2 × 2 × 2 × 2 grid × 2 seeds, plus SDPA, beta-off, bf16, fp16, gate-open, wide γ (± gate-open) × 2 seeds
+    assert len(study.cells) == 46
     assert len(stage_nodes(plan, "tokenize")) == 1
     distinct_banks = {n.fingerprint for n in stage_nodes(plan, "banks")}
     assert len(distinct_banks) == 4  # minhash_k {32, 64} × two window/stride pairs; seeds share them
-    assert len({n.fingerprint for n in stage_nodes(plan, "train")}) == 42
+    assert len({n.fingerprint for n in stage_nodes(plan, "train")}) == 46
 
 
 def test_named_cell_shares_the_fingerprint_of_the_matching_grid_banks(tmp_path):

@@ -12,7 +12,7 @@ def test_cli_refuses_cells_over_the_budget_and_names_them(capsys):
     assert main(["memory-safe", "ska_lm", "--budget-gb", "100"]) == 0
     assert main(["memory-safe", "ska_lm", "--budget-gb", "0.01"]) == 1
     captured = capsys.readouterr()
-    assert "40 cell(s) cannot fit" in captured.err  # every SKA cell (grid and named), none of sdpa
+    assert "44 cell(s) cannot fit" in captured.err  # every SKA cell (grid and named), none of sdpa
     assert "REFUSE" in captured.out and "minhash_k=64,window=64,stride=32,router_topk=4,adapter_rank=16" in captured.out
 
 
