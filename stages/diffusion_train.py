@@ -6,6 +6,7 @@ The SKA bank is built from the noisy input x_t inside the denoiser, never from x
 from __future__ import annotations
 
 from pipeline.spec import Context, StageSpec
+from stages.trained import final_loss, save_trained
 
 MODEL_KEYS = (
     "attention",
@@ -46,8 +47,6 @@ def run(ctx: Context) -> dict:
     import torch
 
     from studies.ska.diffusion import train_diffusion
-
-    from .trained import final_loss, save_trained
 
     torch.set_num_threads(ctx.threads)
     p = ctx.params

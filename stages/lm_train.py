@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pipeline.spec import Context, StageSpec
+from stages.trained import final_loss, save_trained
 
 MODEL_KEYS = (
     "seq_len",
@@ -108,8 +109,6 @@ def run(ctx: Context) -> dict:
     import torch
 
     from studies.ska.train import LMBatches, train_lm
-
-    from .trained import final_loss, save_trained
 
     torch.set_num_threads(ctx.threads)
     p = ctx.params

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pipeline.spec import Context, StageSpec
+from stages.trained import save_trained
 
 TRAIN_KEYS = (
     "steps",
@@ -51,8 +52,6 @@ def run(ctx: Context) -> dict:
     import torch
 
     from studies.poh.maze_task import run_maze_cell
-
-    from .trained import save_trained
 
     torch.set_num_threads(ctx.threads)
     p = ctx.params

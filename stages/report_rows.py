@@ -3,9 +3,8 @@ the one-factor-at-a-time ablation table and bars."""
 
 from __future__ import annotations
 
-import json
-
 from pipeline.spec import Context
+from stages.trained import load_history
 
 
 def cell_rows(ctx: Context) -> list[dict]:
@@ -17,7 +16,7 @@ def cell_rows(ctx: Context) -> list[dict]:
         evaluate = next(u for u in ctx.inputs("evaluate") if cell in u.cells)
         row = {"cell": cell, "named": info["named"], **info["params"], **train.metrics(), **evaluate.metrics()}
         row = {k: v for k, v in row.items() if not isinstance(v, (dict, list))}
-        row["curve"] = json.loads((train.path / "history.json").read_text())
+        row["curve"] = load_history(train.path)
         rows.append(row)
     return rows
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from pipeline.spec import Context, StageSpec
+from stages.trained import save_trained
 
 HRM_KEYS = (
     "d_model",
@@ -70,8 +71,6 @@ def run(ctx: Context) -> dict:
     import torch
 
     from studies.poh.sudoku_task import run_sudoku_cell
-
-    from .trained import save_trained
 
     torch.set_num_threads(ctx.threads)
     p = ctx.params

@@ -8,6 +8,7 @@ the noisy x_t, never from x_0 or the clean tokens.
 from __future__ import annotations
 
 from pipeline.spec import Context, StageSpec
+from stages.trained import final_loss, save_trained
 
 MODEL_KEYS = (
     "attention",
@@ -59,8 +60,6 @@ def run(ctx: Context) -> dict:
 
     from studies.data.tokenizer import load_tokenizer, vocab_size
     from studies.ska.diffusion import train_diffusion
-
-    from .trained import final_loss, save_trained
 
     torch.set_num_threads(ctx.threads)
     p = ctx.params

@@ -31,6 +31,11 @@ def load_trained(train_dir: Path, build: Callable[[dict], object]):
     return model, config
 
 
+def load_history(train_dir: Path) -> list[dict]:
+    """The per-step training records a train stage saved."""
+    return json.loads((train_dir / "history.json").read_text())
+
+
 def final_loss(history: list[dict]) -> float:
     """Mean training loss over the last 10% of steps: the end of a noisy curve, smoothed."""
     tail = history[-max(1, len(history) // 10) :]

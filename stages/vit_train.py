@@ -7,6 +7,7 @@ per patch: position and a brightness bit); it is cheap, so it is not cached.
 from __future__ import annotations
 
 from pipeline.spec import Context, StageSpec
+from stages.trained import final_loss, save_trained
 
 MODEL_KEYS = (
     "attention",
@@ -60,8 +61,6 @@ def run(ctx: Context) -> dict:
     import torch
 
     from studies.ska.vit import train_classifier
-
-    from .trained import final_loss, save_trained
 
     torch.set_num_threads(ctx.threads)
     p = ctx.params
