@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline.spec import Context, StageSpec
-from stages.trained import final_loss, save_trained
+from stages.common.trained import final_loss, save_trained
 
 MODEL_KEYS = (
     "seq_len",

@@ -33,9 +33,8 @@ METRICS = (
 
 
 def run(ctx: Context) -> dict:
+    from stages.common.report_rows import cell_rows, write_ablations
     from studies.report import curves_plot, facet_plot, replicate_summary, write_table
-
-    from .report_rows import cell_rows, write_ablations
 
     p, rows = ctx.params, cell_rows(ctx)
     keys = list(next(iter(ctx.cells.values()))["params"])

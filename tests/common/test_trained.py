@@ -5,7 +5,7 @@ import json
 import torch
 from torch import nn
 
-from stages.trained import final_loss, load_trained, save_trained
+from stages.common.trained import final_loss, load_trained, save_trained
 
 
 def test_final_loss_is_the_mean_of_the_last_tenth_of_steps():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from pipeline.spec import Context, StageSpec
-from stages.trained import save_trained
+from stages.common.trained import save_trained
 
 HRM_KEYS = (
     "d_model",

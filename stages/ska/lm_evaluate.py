@@ -9,8 +9,8 @@ from __future__ import annotations
 import resource
 
 from pipeline.spec import Context, StageSpec
-from stages.lm_train import build_model, lm_data
-from stages.trained import load_trained
+from stages.common.trained import load_trained
+from stages.ska.lm_train import build_model, lm_data
 
 SPEC = StageSpec(
     name="evaluate",

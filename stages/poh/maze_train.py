@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline.spec import Context, StageSpec
-from stages.trained import save_trained
+from stages.common.trained import save_trained
 
 TRAIN_KEYS = (
     "steps",

@@ -45,7 +45,8 @@ import yaml
 from pipeline import plan as plan_mod
 from pipeline.codehash import ROOT
 from pipeline.params import ParamsError
-from stages import RECIPES, lm_report
+from stages import RECIPES
+from stages.ska import lm_report
 
 PARAMS = ROOT / "params.yaml"
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -4,7 +4,7 @@ import pytest
 
 from ablate import main
 from pipeline.spec import Context, Params
-from stages import lm_train
+from stages.ska import lm_train
 from studies.ska import memory
 
 

@@ -4,8 +4,8 @@ also top-1 with every SKA branch switched off (is set attention what the model u
 from __future__ import annotations
 
 from pipeline.spec import Context, StageSpec
-from stages.trained import load_trained
-from stages.vit_train import build_model, load_images
+from stages.common.trained import load_trained
+from stages.ska.vit_train import build_model, load_images
 
 SPEC = StageSpec(
     name="evaluate",

@@ -7,7 +7,7 @@ per patch: position and a brightness bit); it is cheap, so it is not cached.
 from __future__ import annotations
 
 from pipeline.spec import Context, StageSpec
-from stages.trained import final_loss, save_trained
+from stages.common.trained import final_loss, save_trained
 
 MODEL_KEYS = (
     "attention",

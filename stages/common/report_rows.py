@@ -4,7 +4,7 @@ the one-factor-at-a-time ablation table and bars."""
 from __future__ import annotations
 
 from pipeline.spec import Context
-from stages.trained import load_history
+from stages.common.trained import load_history
 
 
 def cell_rows(ctx: Context) -> list[dict]:

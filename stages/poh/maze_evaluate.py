@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pipeline.spec import Context, StageSpec
-from stages.maze_train import load_split
-from stages.trained import load_trained
+from stages.common.trained import load_trained
+from stages.poh.maze_train import load_split
 
 SPEC = StageSpec(name="evaluate", reads=(), needs=("maze_data", "train"), code=("studies.poh.maze_task",))
 

@@ -19,9 +19,8 @@ SPEC = StageSpec(
 
 
 def run(ctx: Context) -> dict:
+    from stages.common.report_rows import cell_rows, write_ablations
     from studies.report import bar_plot, curves_plot, replicate_summary, write_table
-
-    from .report_rows import cell_rows, write_ablations
 
     p, rows = ctx.params, cell_rows(ctx)
     keys = list(next(iter(ctx.cells.values()))["params"])

@@ -10,8 +10,8 @@ also report ε-MSE with every SKA branch switched off.
 from __future__ import annotations
 
 from pipeline.spec import Context, StageSpec
-from stages.text_diffusion_train import build_model, token_sequences
-from stages.trained import load_trained
+from stages.common.trained import load_trained
+from stages.ska.text_diffusion_train import build_model, token_sequences
 
 SPEC = StageSpec(
     name="evaluate",

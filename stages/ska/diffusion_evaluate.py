@@ -4,8 +4,8 @@ for SKA cells also ε-MSE with every SKA branch switched off."""
 from __future__ import annotations
 
 from pipeline.spec import Context, StageSpec
-from stages.diffusion_train import build_model
-from stages.trained import load_trained
+from stages.common.trained import load_trained
+from stages.ska.diffusion_train import build_model
 
 SPEC = StageSpec(
     name="evaluate",
