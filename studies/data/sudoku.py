@@ -11,7 +11,8 @@ generated puzzles, -1 where unknown). Sources:
 - `load_csv`: the Sudoku-Extreme CSV (source, question, answer, rating; '.' blank) and the
   Kaggle/Enso CSV (puzzle, solution; '0' or '.' blank), validated row by row.
 Plus validity-preserving augmentation (identical on puzzle and solution), a validity check,
-and a seeded, de-duplicated train/val split.
+a canonical form up to digit relabelling and transpose, a seeded train/val split disjoint
+under it, and the source's train-file / test-file protocol (`file_splits`).
 """
 
 from __future__ import annotations
@@ -119,8 +120,9 @@ _FORMATS = {"extreme": ("question", "answer", "rating"), "enso": ("puzzle", "sol
 def load_csv(path, fmt: str = "auto") -> dict[str, np.ndarray]:
     """Read a Sudoku-Extreme (`fmt="extreme"`) or Kaggle/Enso (`"enso"`) CSV into arrays.
 
-    "auto" picks by header. Raises ValueError naming the row (0-based data row and file line)
-    for a string that is not 81 chars, a bad character, a blank or invalid solution, or a
+    "auto" picks by header. Raises ValueError naming the file and the row (0-based data row
+    and file line) for a row with the wrong number of fields, a string that is not 81 chars,
+    a bad character, a rating that is not an integer, a blank or invalid solution, or a
     solution that disagrees with the puzzle's givens.
     """
     import pyarrow as pa
@@ -138,14 +140,34 @@ def load_csv(path, fmt: str = "auto") -> dict[str, np.ndarray]:
     if missing:
         raise ValueError(f"{path}: format {fmt!r} needs columns {missing}; header is {header}")
     cols = [c for c in (q_col, a_col, r_col) if c]
-    types = {q_col: pa.string(), a_col: pa.string()}
-    table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(include_columns=cols, column_types=types))
+    bad_rows = []
+
+    def invalid(row):  # single-threaded reading numbers the rows (file lines, 1-based)
+        bad_rows.append(row)
+        return "error"
+
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(use_threads=False),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=invalid),
+            convert_options=pacsv.ConvertOptions(include_columns=cols, column_types=dict.fromkeys(cols, pa.string())),
+        )
+    except pa.ArrowInvalid:
+        if not bad_rows:
+            raise
+        row = bad_rows[0]
+        _bad(str(path), row.number - 2, f"has {row.actual_columns} fields, expected {row.expected_columns}")
     puzzles = _digits(table.column(q_col), f"{path}: column {q_col!r}")
     solutions = _digits(table.column(a_col), f"{path}: column {a_col!r}")
+    rating = np.full(len(puzzles), -1, dtype=np.int32)
     if r_col:
-        rating = table.column(r_col).to_numpy().astype(np.int32)
-    else:
-        rating = np.full(len(puzzles), -1, dtype=np.int32)
+        text = table.column(r_col).to_numpy(zero_copy_only=False)
+        ok = np.array([str(v).lstrip("-").isdigit() for v in text], dtype=bool)
+        if not ok.all():
+            i = int(np.flatnonzero(~ok)[0])
+            _bad(f"{path}: column {r_col!r}", i, f"rating {text[i]!r} is not an integer")
+        rating = text.astype(np.int64).astype(np.int32)
     check_pairs(puzzles, solutions, where=str(path))
     return {
         "puzzles": puzzles,
@@ -260,8 +282,40 @@ def subset(data: dict, idx) -> dict:
     return {k: (v[idx] if isinstance(v, np.ndarray) and len(v) == n else v) for k, v in data.items()}
 
 
+def _relabel(puzzles: np.ndarray) -> np.ndarray:
+    """Digits renamed 1, 2, ... in order of first appearance (row-major); 0 stays blank."""
+    rows = np.arange(len(puzzles))[:, None]
+    present = puzzles[:, :, None] == np.arange(1, 10, dtype=np.uint8)  # [N, 81, 9]
+    first = np.where(present.any(1), present.argmax(1), 81)  # [N, 9] first cell of digit d+1
+    label = np.empty((len(puzzles), 9), np.uint8)
+    label[rows, np.argsort(first, axis=1, kind="stable")] = np.arange(1, 10, dtype=np.uint8)
+    mapping = np.concatenate([np.zeros((len(puzzles), 1), np.uint8), label], 1)  # [N, 10]
+    return np.take_along_axis(mapping, puzzles.astype(np.int64), axis=1).astype(np.uint8)
+
+
+def canonical(puzzles, chunk: int = 65536) -> np.ndarray:
+    """One representative per class of grids equal up to a digit relabelling and a transpose:
+    the smaller (lexicographically) of the grid and its transpose, each with digits renamed in
+    order of first appearance. Two grids have the same canonical form iff one maps to the
+    other by those symmetries (the training augmentation's relabelling and transpose), which
+    is how splits are kept disjoint beyond exact matches."""
+    p = np.asarray(puzzles, dtype=np.uint8).reshape(-1, 81)
+    out = np.empty_like(p)
+    for lo in range(0, len(p), chunk):  # [chunk, 81, 9] booleans at a time
+        block = p[lo : lo + chunk]
+        a = _relabel(block)
+        b = _relabel(block.reshape(-1, 9, 9).transpose(0, 2, 1).reshape(-1, 81))
+        diff = a != b
+        first = diff.argmax(1)
+        rows = np.arange(len(block))
+        take_b = diff.any(1) & (b[rows, first] < a[rows, first])
+        out[lo : lo + chunk] = np.where(take_b[:, None], b, a)
+    return out
+
+
 def _row_keys(puzzles: np.ndarray) -> np.ndarray:
-    p = np.ascontiguousarray(puzzles, dtype=np.uint8)
+    """Hashable per-row keys of the canonical forms."""
+    p = np.ascontiguousarray(canonical(puzzles))
     return p.view(np.dtype((np.void, 81))).ravel()
 
 
@@ -271,12 +325,14 @@ def split(
     n: int | None = None,
     seed: int = 0,
     exclude: np.ndarray | None = None,
+    n_val: int | None = None,
 ) -> tuple[dict, dict]:
-    """Seeded train/val split with no puzzle in both.
+    """Seeded train/val split with no puzzle in both, even up to relabelling and transpose.
 
-    Drops exact duplicate puzzles (keeping the first) and any puzzle in `exclude` (e.g. the
-    test file or held-out interpretability puzzles), shuffles with `seed`, keeps the first
-    `n` (all if None), and makes the last round(val_frac * kept) rows the val split.
+    Drops duplicate puzzles (same canonical form, keeping the first) and any puzzle whose
+    canonical form is in `exclude` (e.g. the test file or held-out interpretability puzzles),
+    shuffles with `seed`, keeps the first `n` (all if None), and makes the last `n_val` rows
+    (default round(val_frac * kept)) the val split.
     """
     keys = _row_keys(data["puzzles"])
     _, first = np.unique(keys, return_index=True)
@@ -288,6 +344,27 @@ def split(
         if n > len(order):
             raise ValueError(f"asked for n={n} puzzles but only {len(order)} distinct remain")
         order = order[:n]
-    n_val = round(len(order) * val_frac)
+    n_val = round(len(order) * val_frac) if n_val is None else n_val
+    if not 0 <= n_val < len(order):
+        raise ValueError(f"n_val={n_val} must be in [0, {len(order)}): the val split is part of the {len(order)} kept")
     cut = len(order) - n_val
     return subset(data, order[:cut]), subset(data, order[cut:])
+
+
+def file_splits(train_file: dict, test_file: dict, n: int, n_val: int, n_test: int, seed: int):
+    """(train, val, test) from a train file and a separate official test file (STUDIES §2, §4).
+
+    The source's protocol, with its missing seed made a param: `n` puzzles subsampled from the
+    train file by a seeded shuffle (after dropping duplicates and anything equivalent to a test
+    puzzle), the last `n_val` of them = val; the test file whole (`n_test` 0) or capped to a
+    seeded subsample of `n_test` rows (in file order), drawn from a stream of its own so the
+    cap never moves the train subsample.
+    """
+    test = test_file
+    if n_test:
+        if n_test > len(test_file["puzzles"]):
+            raise ValueError(f"n_test={n_test} exceeds the test file's {len(test_file['puzzles'])} puzzles")
+        pick = np.random.default_rng((seed, 1)).choice(len(test_file["puzzles"]), n_test, replace=False)
+        test = subset(test_file, np.sort(pick))
+    train, val = split(train_file, n=n, n_val=n_val, seed=seed, exclude=test_file["puzzles"])
+    return train, val, test

@@ -1,10 +1,19 @@
-"""Solver, generator, CSV loaders, augmentation and split of studies.data.sudoku."""
+"""Solver, generator, CSV loaders, augmentation, canonical forms and splits of studies.data.sudoku,
+and the sudoku_data stage that applies them."""
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
+from pipeline import plan
+from pipeline.codehash import ROOT
+from pipeline.params import ParamsError
+from pipeline.spec import Context, Params
+from stages import RECIPES
+from stages.common import sudoku_data
 from studies.data import sudoku, sudoku_solver
 
 # Well-known hard puzzles and their (unique) published solutions.
@@ -242,3 +251,175 @@ def test_split_subsamples_and_excludes_held_out_puzzles(generated):
     assert not rows & {r.tobytes() for r in held}
     with pytest.raises(ValueError, match="only 20 distinct"):
         sudoku.split(generated, n=21, exclude=held)
+
+
+# ---------------------------------------------------------------------------- canonical forms
+def relabel_and_transpose(p, digits, transpose):
+    """A grid under the augmentation's digit relabelling (digits[d-1] for d) and transpose."""
+    out = np.concatenate([[0], digits])[p]
+    return out.reshape(-1, 9, 9).transpose(0, 2, 1).reshape(-1, 81) if transpose else out
+
+
+def test_canonical_form_is_invariant_to_relabelling_and_transpose_only(generated):
+    p = generated["puzzles"][:6]
+    rng = np.random.default_rng(0)
+    base = sudoku.canonical(p)
+    for transpose in (False, True):
+        moved = relabel_and_transpose(p, rng.permutation(9) + 1, transpose)
+        assert (moved != p).any()
+        assert (sudoku.canonical(moved) == base).all()
+    swapped_rows = p.reshape(-1, 9, 9)[:, [1, 0, 2, 3, 4, 5, 6, 7, 8]].reshape(-1, 81)  # not one of them
+    assert (sudoku.canonical(swapped_rows) != base).any(1).all()
+    assert len({r.tobytes() for r in base}) == 6  # different puzzles stay different
+    assert (sudoku.canonical(p, chunk=4) == base).all()  # chunking changes nothing
+
+
+def test_split_drops_puzzles_equivalent_under_relabelling_and_transpose(generated):
+    twins = relabel_and_transpose(generated["puzzles"][:3], np.arange(9, 0, -1), True)
+    data = {
+        "puzzles": np.concatenate([generated["puzzles"], twins]),
+        "solutions": np.concatenate(
+            [generated["solutions"], relabel_and_transpose(generated["solutions"][:3], np.arange(9, 0, -1), True)]
+        ),
+    }
+    train, val = sudoku.split(data, n_val=4, seed=0)
+    assert len(train["puzzles"]) + len(val["puzzles"]) == 24 and len(val["puzzles"]) == 4
+    kept = sudoku.canonical(np.concatenate([train["puzzles"], val["puzzles"]]))
+    assert len({r.tobytes() for r in kept}) == 24
+
+
+# ---------------------------------------------------------------------------- the train-file / test-file protocol
+def write_extreme(path, puzzles, solutions):
+    rows = [
+        f"src,{sudoku.to_string(q)},{sudoku.to_string(a)},{i % 5}"
+        for i, (q, a) in enumerate(zip(puzzles, solutions, strict=True))
+    ]
+    return write(path, "source,question,answer,rating\n" + "\n".join(rows) + "\n")
+
+
+def write_enso(path, puzzles, solutions):
+    rows = [f"{sudoku.to_string(q, blank='0')},{sudoku.to_string(a)}" for q, a in zip(puzzles, solutions, strict=True)]
+    return write(path, "puzzle,solution\n" + "\n".join(rows) + "\n")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, generated):
+    """A train file of 18 puzzles, 2 of them relabelled/transposed copies of test puzzles,
+    and a test file of 6 (the generated set's last 6)."""
+    d = tmp_path_factory.mktemp("csv")
+    p, s = generated["puzzles"], generated["solutions"]
+    digits = np.array([3, 1, 2, 6, 4, 5, 9, 7, 8])
+    tp = np.concatenate([p[:16], relabel_and_transpose(p[18:20], digits, True)])
+    ts = np.concatenate([s[:16], relabel_and_transpose(s[18:20], digits, True)])
+    return {
+        "extreme": (write_extreme(d / "train.csv", tp, ts), write_extreme(d / "test.csv", p[18:], s[18:])),
+        "enso": (write_enso(d / "train_enso.csv", tp, ts), write_enso(d / "test_enso.csv", p[18:], s[18:])),
+    }
+
+
+def content_keys(part, canonical=False):
+    grids = sudoku.canonical(part["puzzles"]) if canonical else part["puzzles"]
+    return {r.tobytes() for r in grids}
+
+
+@pytest.mark.parametrize("fmt", ["extreme", "enso"])
+def test_file_splits_subsample_the_train_file_and_keep_the_test_file_whole(files, fmt, generated):
+    train_csv, test_csv = files[fmt]
+    train, val, test = sudoku.file_splits(
+        sudoku.load_csv(train_csv), sudoku.load_csv(test_csv), n=10, n_val=2, n_test=0, seed=5
+    )
+    assert (len(train["puzzles"]), len(val["puzzles"]), len(test["puzzles"])) == (8, 2, 6)
+    assert (test["puzzles"] == generated["puzzles"][18:]).all()  # un-subsampled, in file order
+    parts = {"train": train, "val": val, "test": test}
+    for canonical in (False, True):  # disjoint by content, and up to relabelling + transpose
+        for a, b in itertools.combinations(parts, 2):
+            assert not content_keys(parts[a], canonical) & content_keys(parts[b], canonical), (a, b, canonical)
+    train_pool = content_keys({"puzzles": generated["puzzles"][:16]})
+    assert content_keys(train) | content_keys(val) <= train_pool  # the two test twins never drawn
+    for part in parts.values():
+        sudoku.check_pairs(part["puzzles"], part["solutions"])
+
+
+def test_file_splits_subsample_is_seeded_and_the_test_cap_too(files):
+    train_file, test_file = (sudoku.load_csv(f) for f in files["extreme"])
+    a = sudoku.file_splits(train_file, test_file, n=10, n_val=2, n_test=4, seed=5)
+    again = sudoku.file_splits(train_file, test_file, n=10, n_val=2, n_test=4, seed=5)
+    other = sudoku.file_splits(train_file, test_file, n=10, n_val=2, n_test=4, seed=6)
+    for x, y in zip(a, again, strict=True):
+        assert (x["puzzles"] == y["puzzles"]).all()
+    assert content_keys(a[0]) | content_keys(a[1]) != content_keys(other[0]) | content_keys(other[1])
+    assert len(a[2]["puzzles"]) == 4 and content_keys(a[2]) <= content_keys(test_file)
+    uncapped = sudoku.file_splits(train_file, test_file, n=10, n_val=2, n_test=0, seed=5)
+    assert (uncapped[0]["puzzles"] == a[0]["puzzles"]).all()  # the cap never moves the train subsample
+    with pytest.raises(ValueError, match="only 16 distinct remain"):
+        sudoku.file_splits(train_file, test_file, n=17, n_val=2, n_test=0, seed=5)
+    with pytest.raises(ValueError, match="n_test=7 exceeds the test file's 6"):
+        sudoku.file_splits(train_file, test_file, n=10, n_val=2, n_test=7, seed=5)
+    with pytest.raises(ValueError, match=r"n_val=10 must be in \[0, 10\)"):
+        sudoku.file_splits(train_file, test_file, n=10, n_val=10, n_test=0, seed=5)
+
+
+def test_load_csv_names_the_file_and_line_of_a_row_with_missing_fields(tmp_path):
+    q, a = FAMOUS["inkala_2012"]
+    f = write(tmp_path / "short.csv", f"source,question,answer,rating\ns,{q},{a},1\ns,{q},{a},2\ns,{q}\n")
+    with pytest.raises(ValueError, match=rf"{f}: row 2 \(file line 4\) has 2 fields, expected 4"):
+        sudoku.load_csv(f)
+
+
+def test_load_csv_names_a_rating_that_is_not_an_integer(tmp_path):
+    q, a = FAMOUS["inkala_2012"]
+    f = write(tmp_path / "r.csv", f"source,question,answer,rating\ns,{q},{a},1\ns,{q},{a},hard\n")
+    with pytest.raises(ValueError, match=r"column 'rating': row 1 \(file line 3\) rating 'hard' is not an integer"):
+        sudoku.load_csv(f)
+
+
+# ---------------------------------------------------------------------------- the sudoku_data stage
+def csv_params(tmp_path, train_csv, test_csv, **over) -> Path:
+    """A params file holding poh_injection as shipped, reading the two CSVs."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    study = raw["studies"]["poh_injection"]
+    study["params"] |= {"sudoku_source": "csv", "sudoku_csv": str(train_csv), "sudoku_test_csv": str(test_csv)}
+    study["params"] |= over
+    out = tmp_path / "params.yaml"
+    out.write_text(yaml.safe_dump({"studies": {"poh_injection": study}}))
+    return out
+
+
+def data_node(params_file):
+    return plan.build(params_file, RECIPES).node("poh_injection", "sudoku_data", "base")
+
+
+def test_sudoku_data_fingerprint_hashes_both_csv_files(tmp_path, files):
+    train_csv, test_csv = (tmp_path / "train.csv", tmp_path / "test.csv")
+    train_csv.write_bytes(files["extreme"][0].read_bytes())
+    test_csv.write_bytes(files["extreme"][1].read_bytes())
+    params_file = csv_params(tmp_path, train_csv, test_csv)
+    before = data_node(params_file)
+    assert set(before.parts["inputs"]) == {str(train_csv), str(test_csv)}
+    test_csv.write_bytes(files["enso"][1].read_bytes())  # same puzzles, other bytes
+    after = data_node(params_file)
+    assert after.fingerprint != before.fingerprint
+    assert after.parts["inputs"][str(train_csv)] == before.parts["inputs"][str(train_csv)]
+    with pytest.raises(ParamsError, match=r"params.sudoku_test_csv: '.*nowhere.csv' is not a file"):
+        data_node(csv_params(tmp_path, train_csv, tmp_path / "nowhere.csv"))
+
+
+def test_sudoku_data_stage_writes_the_file_protocol_splits(tmp_path, files, generated):
+    train_csv, test_csv = files["enso"]
+    params_file = csv_params(tmp_path, train_csv, test_csv, n_puzzles=12, n_val=3, n_test=0, data_seed=1)
+    node = data_node(params_file)
+    out = tmp_path / "out"
+    out.mkdir()
+    metrics = sudoku_data.run(Context(Params(node.params, "sudoku_data"), out, (), "poh_injection"))
+    assert metrics | {"mean_givens": 0} == {
+        "n_train": 9, "n_val": 3, "n_test": 6, "n_train_file": 18, "n_test_file": 6, "mean_givens": 0
+    }  # fmt: skip
+    parts = {}
+    for name in ("train", "val", "test"):
+        with np.load(out / f"{name}.npz") as f:
+            parts[name] = {k: f[k] for k in f.files}
+    expected, _, _ = sudoku.file_splits(
+        sudoku.load_csv(train_csv), sudoku.load_csv(test_csv), n=12, n_val=3, n_test=0, seed=1
+    )
+    assert (parts["train"]["puzzles"] == expected["puzzles"]).all()
+    assert (parts["test"]["solutions"] == generated["solutions"][18:]).all()
