@@ -91,20 +91,40 @@ def cmd_check(args) -> int:
     return 0
 
 
+def study_names(path: Path) -> list[str]:
+    """The study names a params file defines, in file order (no validation)."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ParamsError(str(path), f"cannot read: {e}") from None
+    return list((raw.get("studies") or {}) if isinstance(raw, dict) else {})
+
+
 def cmd_use(args) -> int:
+    """Replace the params file with a config. Refuses a config that lacks one of the params
+    file's studies: copying it would silently drop that study from the plan, dvc.yaml and
+    `ablate status` (run a partial config with `--params configs/X.yaml` instead)."""
     source = CONFIGS / f"{args.name}.yaml"
     if not source.exists():
         names = ", ".join(p.stem for p in sorted(CONFIGS.glob("*.yaml")))
         raise ParamsError(str(source), f"no such config; available: {names}")
-    plan_mod.build(source, RECIPES)  # validate before touching params.yaml
-    target = ROOT / "params.yaml"
+    target = Path(args.params)
+    missing = [s for s in study_names(target) if s not in study_names(source)]
+    if missing:
+        raise ParamsError(
+            str(source),
+            f"lacks {len(missing)} of the studies {target.name} defines: {', '.join(missing)}; "
+            f"add them to the config (using it would drop them), or plan it alone with --params {source}",
+        )
+    plan_mod.build(source, RECIPES)  # validate before touching the params file
     shutil.copy2(target, target.with_suffix(".yaml.bak"))
     shutil.copy2(source, target)
-    print(f"params.yaml ← {source.relative_to(ROOT)} (previous saved as params.yaml.bak)")
-    plan = _plan(args)
-    if not dvcgen.is_current(plan, ROOT / "dvc.yaml"):
-        (ROOT / "dvc.yaml").write_text(dvcgen.render(plan))
-        print("dvc.yaml regenerated for the new structure")
+    print(f"{target.name} ← {source} (previous saved as {target.with_suffix('.yaml.bak').name})")
+    if target.resolve() == (ROOT / "params.yaml").resolve():
+        plan = _plan(args)
+        if not dvcgen.is_current(plan, ROOT / "dvc.yaml"):
+            (ROOT / "dvc.yaml").write_text(dvcgen.render(plan))
+            print("dvc.yaml regenerated for the new structure")
     return 0
 
 
@@ -246,7 +266,12 @@ def parser() -> argparse.ArgumentParser:
     sp = add("why", cmd_why, "Explain why a node would rebuild: the fingerprint parts that changed.")
     sp.add_argument("node", help="study/stage/slug, e.g. ska_lm/tokenize/base")
     add("check", cmd_check, "Validate params.yaml and check that dvc.yaml matches its structure.")
-    sp = add("use", cmd_use, "Switch params.yaml to a config from configs/ (e.g. `ablate use paper`).")
+    sp = add(
+        "use",
+        cmd_use,
+        "Switch params.yaml to a config from configs/ (e.g. `ablate use paper`); "
+        "refuses a config that lacks a study params.yaml defines.",
+    )
     sp.add_argument("name", help="config name: a file configs/<name>.yaml")
     add("fingerprints", cmd_fingerprints, "Rewrite the per-node fingerprint files that changed (dvc.yaml runs this).")
     sp = add("dvc-yaml", cmd_dvc_yaml, "Print dvc.yaml as generated from the studies' structure.")

@@ -1,0 +1,109 @@
+"""Every shipped config in configs/ plans (no compute) and covers every study of params.yaml;
+`ablate use` refuses a config that would drop one."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+import ablate
+from pipeline.codehash import ROOT
+from pipeline.plan import build
+from stages import RECIPES
+from studies.data import sudoku
+
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def shipped_studies() -> list[str]:
+    return list(yaml.safe_load((ROOT / "params.yaml").read_text())["studies"])
+
+
+def write_csv_inputs(config: Path, where: Path) -> list[Path]:
+    """Tiny real-format Sudoku-Extreme files at the CSV paths a config names (relative to
+    `where`), since planning hashes them; returns the paths written."""
+    studies = yaml.safe_load(config.read_text())["studies"]
+    paths = sorted(
+        {s["params"][k] for s in studies.values() for k in ("sudoku_csv", "sudoku_test_csv") if s["params"].get(k)}
+    )
+    g = sudoku.generate(2 * len(paths), seed=3, max_givens=40, target_givens=36, progress=False)
+    for i, rel in enumerate(paths):
+        rows = [
+            f"t,{sudoku.to_string(q)},{sudoku.to_string(a)},0"
+            for q, a in zip(g["puzzles"][2 * i : 2 * i + 2], g["solutions"][2 * i : 2 * i + 2], strict=True)
+        ]
+        (where / rel).parent.mkdir(parents=True, exist_ok=True)
+        (where / rel).write_text("source,question,answer,rating\n" + "\n".join(rows) + "\n")
+    return [where / p for p in paths]
+
+
+def test_the_paper_config_is_shipped():
+    assert "paper" in [p.stem for p in CONFIGS]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_config_plans_and_covers_every_study_of_params_yaml(config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative data paths resolve here, not in the repository
+    inputs = write_csv_inputs(config, tmp_path)
+    plan = build(config, RECIPES)
+    missing = [s for s in shipped_studies() if s not in plan.studies]
+    assert not missing, f"{config.name} lacks {missing}"
+    for study in plan.studies.values():
+        assert study.cells, study.name
+    hashed = {p for n in plan.nodes.values() for p in n.parts["inputs"]}
+    assert {str(p.relative_to(tmp_path)) for p in inputs} <= hashed
+
+
+def test_paper_config_holds_the_plans_values(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_csv_inputs(ROOT / "configs/paper.yaml", tmp_path)
+    plan = build(ROOT / "configs/paper.yaml", RECIPES)
+    poh = plan.studies["poh_injection"].params
+    assert {k: poh[k] for k in ("d_model", "n_heads", "d_ff", "H_layers", "L_layers", "H_cycles", "L_cycles")} == {
+        "d_model": 512, "n_heads": 8, "d_ff": 2048, "H_layers": 2, "L_layers": 2, "H_cycles": 2, "L_cycles": 6
+    }  # fmt: skip
+    assert (poh["batch_size"], poh["lr"], poh["halt_max_steps"], poh["sudoku_source"]) == (768, 3e-4, 4, "csv")
+    assert round(poh["warmup_frac"] * poh["steps"]) == 2000
+    scaling = {(c.params["size"], c.params["d_model"], c.params["depth"]) for c in plan.studies["poh_scaling"].cells}
+    assert scaling == {("large", 768, 6), ("xl", 1024, 8)}
+    seeds = {s: {c.params.get("train_seed") for c in st.cells} for s, st in plan.studies.items()}
+    for name in ("ska_lm", "ska_vit", "ska_diffusion", "ska_text_diffusion", "poh_injection", "poh_scaling"):
+        assert seeds[name] == {0, 1, 2}, name
+    bench = {(c.params["backend"], c.params["precision"]) for c in plan.studies["ska_bench"].cells}
+    assert {("triton", "bf16"), ("sdpa", "bf16")} <= bench
+    assert {c.params["seq_len"] for c in plan.studies["ska_bench"].cells} == {512, 1024, 2048, 4096, 8192}
+    assert plan.studies["ska_bench"].params["device"] == "cuda"
+
+
+def test_use_refuses_a_config_that_lacks_a_study_and_leaves_params_untouched(tmp_path, monkeypatch, capsys):
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
+    partial = {"studies": {"ska_minhash": shipped["studies"]["ska_minhash"]}}
+    (configs / "partial.yaml").write_text(yaml.safe_dump(partial))
+    target = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", target)
+    before = target.read_bytes()
+    monkeypatch.setattr(ablate, "CONFIGS", configs)
+    assert ablate.main(["--params", str(target), "use", "partial"]) == 2
+    err = capsys.readouterr().err
+    lacking = [s for s in shipped["studies"] if s != "ska_minhash"]
+    assert f"lacks {len(lacking)} of the studies params.yaml defines: {', '.join(lacking)}" in err
+    assert target.read_bytes() == before and not target.with_suffix(".yaml.bak").exists()
+
+
+def test_use_copies_a_config_that_covers_every_study(tmp_path, monkeypatch):
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
+    target = tmp_path / "params.yaml"
+    target.write_text(yaml.safe_dump({"studies": {"ska_minhash": shipped["studies"]["ska_minhash"]}}))
+    wider = {"studies": {k: shipped["studies"][k] for k in ("ska_minhash", "ska_parity")}}
+    wider["studies"]["ska_minhash"]["params"]["n_pairs"] = 123
+    (configs / "wider.yaml").write_text(yaml.safe_dump(wider))
+    monkeypatch.setattr(ablate, "CONFIGS", configs)
+    assert ablate.main(["--params", str(target), "use", "wider"]) == 0
+    assert yaml.safe_load(target.read_text())["studies"]["ska_minhash"]["params"]["n_pairs"] == 123
+    assert list(yaml.safe_load(target.with_suffix(".yaml.bak").read_text())["studies"]) == ["ska_minhash"]
+    assert list(yaml.safe_load(target.read_text())["studies"]) == ["ska_minhash", "ska_parity"]
