@@ -38,8 +38,7 @@ def lr_at(step: int, steps: int, lr: float, warmup_steps: int, min_ratio: float 
     """Linear warm-up to ``lr`` over ``warmup_steps`` (step 0 gets lr/warmup), then cosine
     from ``lr`` at the first post-warm-up step to ``min_ratio·lr`` at the last step.
 
-    With ``min_ratio`` 0.1 this equals ``studies.ska.train.lr_at`` (tested), which can import
-    it from here."""
+    The SKA trainers use it at ``min_ratio`` 0.1."""
     if step < warmup_steps:
         return lr * (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(1, steps - warmup_steps - 1)

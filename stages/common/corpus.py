@@ -1,4 +1,4 @@
-"""download: fetch the text corpus once and split it into disjoint train/val documents."""
+"""download: fetch the text corpus once and split it into train/val/test documents that share no text."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _sources(p) -> list[Path]:
 
 SPEC = StageSpec(
     name="download",
-    reads=("corpus", "corpus_dir", "val_fraction", "split_seed"),
+    reads=("corpus", "corpus_dir", "val_fraction", "test_fraction", "split_seed"),
     code=("studies.data.corpora",),
     choices={"corpus": ("pydoc", "wikitext2", "wikitext103", "parquet")},
     external=_sources,
@@ -31,16 +31,20 @@ def run(ctx: Context) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from studies.data.corpora import load_corpus
+    from studies.data.corpora import SPLITS, load_corpus, overlap_share
 
     p = ctx.params
     files = {f.stem: str(f) for f in _sources(p)} if p["corpus"] == "parquet" else None
-    splits = load_corpus(p["corpus"], p["val_fraction"], p["split_seed"], data_files=files)
-    overlap = set(splits["train"]) & set(splits.get("val", []))
-    if overlap:
-        raise ValueError(f"{len(overlap)} documents appear in both train and val")
-    for split, docs in splits.items():
-        pq.write_table(pa.table({"text": docs}), ctx.out / f"{split}.parquet")
-    return {f"{split}_docs": len(docs) for split, docs in splits.items()} | {
-        f"{split}_chars": sum(map(len, docs)) for split, docs in splits.items()
-    }
+    splits = load_corpus(p["corpus"], p["val_fraction"], p["test_fraction"], p["split_seed"], data_files=files)
+    for split in SPLITS:
+        if not splits[split]:
+            raise ValueError(
+                f"corpus {p['corpus']!r} left split {split!r} empty: raise val_fraction / test_fraction "
+                f"(now {p['val_fraction']} / {p['test_fraction']}) or use a larger corpus"
+            )
+        pq.write_table(pa.table({"text": splits[split]}), ctx.out / f"{split}.parquet")
+    return (
+        {f"{split}_docs": len(splits[split]) for split in SPLITS}
+        | {f"{split}_chars": sum(map(len, splits[split])) for split in SPLITS}
+        | {f"{split}_shingles_in_train": overlap_share(splits["train"], splits[split]) for split in ("val", "test")}
+    )

@@ -1,4 +1,4 @@
-"""tokenize: train the tokenizer on train documents only, and cache the token ids once.
+"""tokenize: train the tokenizer on train documents only, and cache the token ids of every split once.
 
 Every cell of a study that shares (corpus, tokenizer, vocab_size) reads this one cache.
 """

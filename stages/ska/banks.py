@@ -1,4 +1,4 @@
-"""banks: window sets and MinHash signatures over the token cache, once per bank shape.
+"""banks: window sets and MinHash signatures over the token cache of every split, once per bank shape.
 
 Cells that differ only in model or training params share one bank. The signatures depend
 on the hash seed and k only, never on learned weights, so they are computed here once.
@@ -24,7 +24,7 @@ def run(ctx: Context) -> dict:
     p, tok_dir = ctx.params, ctx.input("tokenize")
     vocab = vocab_size(load_tokenizer(tok_dir / "tokenizer.json"))
     metrics = {}
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):
         inputs, _ = chunk_tokens(load_tokens(tok_dir / f"{split}.tokens.pt"), p["seq_len"])
         bank = add_signatures(build_bank(inputs, p["window"], p["stride"]), p["minhash_k"], p["hash_seed"], vocab)
         bank.save(ctx.out / f"{split}.bank.pt")

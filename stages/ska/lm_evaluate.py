@@ -1,6 +1,7 @@
-"""evaluate: validation loss, perplexity, throughput and peak memory of a trained cell.
+"""evaluate: test loss, test perplexity, throughput and peak memory of a trained cell.
 
-SKA cells also report their set-attention gates σ(ρ) and the perplexity with every SKA
+Test split only: the state was chosen on validation (train stage), so test stays unseen
+until here. SKA cells also report their set-attention gates σ(ρ) and the perplexity with every SKA
 branch switched off: if that barely moves, the set attention is not what the model uses.
 """
 
@@ -29,10 +30,12 @@ def run(ctx: Context) -> dict:
 
     torch.set_num_threads(ctx.threads)
     model, config = load_trained(ctx.input("train"), lambda config: build_model(ctx, config)[0])
-    data = lm_data(ctx, "val", config["seq_len"], config["attention"] == "ska")
-    metrics = evaluate_lm(model, data, ctx.params["eval_batch_size"])
+    data = lm_data(ctx, "test", config["seq_len"], config["attention"] == "ska")
+    test = evaluate_lm(model, data, ctx.params["eval_batch_size"])
+    metrics = {f"test_{k}": test[k] for k in ("loss", "perplexity", "n_tokens")}
+    metrics["tokens_per_s"] = test["tokens_per_s"]
     metrics |= ska_usage(
-        model, "perplexity", lambda: evaluate_lm(model, data, ctx.params["eval_batch_size"])["perplexity"]
+        model, "test_perplexity", lambda: evaluate_lm(model, data, ctx.params["eval_batch_size"])["perplexity"]
     )
     metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if torch.cuda.is_available():

@@ -19,10 +19,11 @@ SPEC = StageSpec(
     gather=True,
 )
 # Only cells with attention=ska have these: every SKA branch switched off, and the gates.
-SKA_ONLY_METRICS = ("perplexity_without_ska", "ska_gate_mean")
+SKA_ONLY_METRICS = ("test_perplexity_without_ska", "ska_gate_mean")
 METRICS = (
-    "perplexity",
+    "test_perplexity",
     *SKA_ONLY_METRICS,
+    "test_loss",
     "val_loss",
     "tokens_per_s",
     "train_loss",

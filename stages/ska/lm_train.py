@@ -1,6 +1,12 @@
-"""train: one causal LM per cell, SKA or the SDPA baseline, on the shared token/bank caches."""
+"""train: one causal LM per cell, SKA or the SDPA baseline, on the shared token/bank caches.
+
+The kept state is the one of least loss on ``val_seqs`` validation sequences, evaluated every
+``eval_every`` steps and at the last (test is never read here).
+"""
 
 from __future__ import annotations
+
+import json
 
 from pipeline.spec import Context, StageSpec
 from stages.common.trained import final_loss, save_trained
@@ -26,7 +32,17 @@ MODEL_KEYS = (
     "backend",
     "precision",
 )
-TRAIN_KEYS = ("steps", "batch_size", "lr", "warmup_steps", "weight_decay", "grad_clip", "train_seed")
+TRAIN_KEYS = (
+    "steps",
+    "batch_size",
+    "lr",
+    "warmup_steps",
+    "weight_decay",
+    "grad_clip",
+    "train_seed",
+    "eval_every",
+    "val_seqs",
+)
 
 SPEC = StageSpec(
     name="train",
@@ -108,29 +124,36 @@ def memory_guard(ctx: Context, vocab: int) -> None:
 def run(ctx: Context) -> dict:
     import torch
 
-    from studies.ska.train import LMBatches, train_lm
+    from studies.ska.train import train_lm
+    from studies.train_loop import LoopConfig
 
     torch.set_num_threads(ctx.threads)
     p = ctx.params
     torch.manual_seed(p["train_seed"])  # initial weights
     model, config = build_model(ctx)
     memory_guard(ctx, config["vocab_size"])
-    data = lm_data(ctx, "train", p["seq_len"], p["attention"] == "ska")
-    history = train_lm(
-        model,
-        LMBatches(data, p["batch_size"]),
-        p["steps"],
-        p["lr"],
-        p["warmup_steps"],
-        p["weight_decay"],
-        p["grad_clip"],
-        p["train_seed"],
+    ska = p["attention"] == "ska"
+    cfg = LoopConfig(
+        steps=p["steps"],
+        batch_size=p["batch_size"],
+        lr=p["lr"],
+        weight_decay=p["weight_decay"],
+        grad_clip=p["grad_clip"],
+        warmup_frac=p["warmup_steps"] / p["steps"],  # round(frac * steps) == warmup_steps
+        eval_every=p["eval_every"],
+        seed=p["train_seed"],
     )
-    save_trained(ctx.out, model, config, history)
-    seconds = history[-1]["time_s"]
+    val = lm_data(ctx, "val", p["seq_len"], ska).spaced(p["val_seqs"])
+    result = train_lm(model, lm_data(ctx, "train", p["seq_len"], ska), cfg, val)
+    save_trained(ctx.out, model, config, result.history["train"])
+    (ctx.out / "val_history.json").write_text(json.dumps(result.history["eval"]))
+    seconds = result.history["train"][-1]["time_s"]
     return {
         "n_params": model.n_params(),
-        "train_loss": final_loss(history),
+        "train_loss": final_loss(result.history["train"]),
         "train_tokens_per_s": p["steps"] * p["batch_size"] * p["seq_len"] / seconds,
         "train_s": seconds,
+        "val_loss": result.best["val_loss"],  # of the kept state, on the val_seqs sample
+        "selected_step": result.best["step"],
+        "val_sequences": len(val),
     }

@@ -2,10 +2,13 @@
 
 x_0 = E[ids] for windows of seq_len tokens of the train split, E the frozen seeded table of
 ``studies.ska.diffusion``. The SKA bank is built inside the denoiser from the rounded ids of
-the noisy x_t, never from x_0 or the clean tokens.
+the noisy x_t, never from x_0 or the clean tokens. The kept state is the one of least ε-MSE
+on ``val_seqs`` validation windows, evaluated every ``eval_every`` steps and at the last.
 """
 
 from __future__ import annotations
+
+import json
 
 from pipeline.spec import Context, StageSpec
 from stages.common.trained import final_loss, save_trained
@@ -30,23 +33,29 @@ MODEL_KEYS = (
     "hash_seed",
     "backend",
 )
-TRAIN_KEYS = ("steps", "batch_size", "lr", "warmup_steps", "train_seed")
+TRAIN_KEYS = ("steps", "batch_size", "lr", "warmup_steps", "train_seed", "eval_every", "val_seqs", "eval_seed")
 
 SPEC = StageSpec(
     name="train",
     reads=MODEL_KEYS + TRAIN_KEYS,
     needs=("tokenize",),
-    code=("studies.ska.diffusion", "studies.data.lm", "studies.data.tokenizer"),
+    code=("studies.ska.diffusion", "studies.ska.text_diffusion", "studies.data.lm", "studies.data.tokenizer"),
     choices={"attention": ("ska", "sdpa"), "backend": ("python", "keops")},
 )
 
 
-def token_sequences(ctx: Context, split: str, seq_len: int):
-    """Non-overlapping windows [N, seq_len] of the split's token stream (as ska_lm's inputs)."""
+def token_sequences(ctx: Context, split: str, seq_len: int, n: int = 0):
+    """Non-overlapping windows [N, seq_len] of the split's token stream (as ska_lm's inputs);
+    with ``n`` > 0, only ``n`` of them evenly spaced over the split."""
+    import torch
+
     from studies.data.lm import chunk_tokens
     from studies.data.tokenizer import load_tokens
 
-    return chunk_tokens(load_tokens(ctx.input("tokenize") / f"{split}.tokens.pt"), seq_len)[0]
+    seqs = chunk_tokens(load_tokens(ctx.input("tokenize") / f"{split}.tokens.pt"), seq_len)[0]
+    if 0 < n < len(seqs):
+        seqs = seqs[torch.linspace(0, len(seqs) - 1, n).round().long()]
+    return seqs
 
 
 def build_model(config: dict):
@@ -59,7 +68,8 @@ def run(ctx: Context) -> dict:
     import torch
 
     from studies.data.tokenizer import load_tokenizer, vocab_size
-    from studies.ska.diffusion import train_diffusion
+    from studies.ska.text_diffusion import train_denoiser
+    from studies.train_loop import LoopConfig
 
     torch.set_num_threads(ctx.threads)
     p = ctx.params
@@ -68,19 +78,26 @@ def run(ctx: Context) -> dict:
     torch.manual_seed(p["train_seed"])
     model = build_model(config)
     data = token_sequences(ctx, "train", p["seq_len"])
-    history = train_diffusion(
-        model,
-        data,
+    val = token_sequences(ctx, "val", p["seq_len"], p["val_seqs"])
+    cfg = LoopConfig(
         steps=p["steps"],
         batch_size=p["batch_size"],
         lr=p["lr"],
-        warmup_steps=p["warmup_steps"],
+        weight_decay=0.0,
+        grad_clip=1.0,
+        warmup_frac=p["warmup_steps"] / p["steps"],  # round(frac * steps) == warmup_steps
+        eval_every=p["eval_every"],
         seed=p["train_seed"],
     )
-    save_trained(ctx.out, model, config, history)
+    result = train_denoiser(model, data, cfg, val, eval_seed=p["eval_seed"])
+    save_trained(ctx.out, model, config, result.history["train"])
+    (ctx.out / "val_history.json").write_text(json.dumps(result.history["eval"]))
     return {
         "n_params": model.n_params(),
         "train_sequences": len(data),
-        "train_loss": final_loss(history),
-        "train_s": history[-1]["time_s"],
+        "train_loss": final_loss(result.history["train"]),
+        "train_s": result.history["train"][-1]["time_s"],
+        "val_eps_mse": result.best["val_eps_mse"],  # of the kept state, on the val_seqs sample
+        "selected_step": result.best["step"],
+        "val_sequences": len(val),
     }

@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.images import to_signed
+from ..train_loop import lr_at
 from .banks import Bank
-from .train import lr_at
 from .vit import BackboneConfig, Encoder, adamw, atom_bank, init_weights, patch_atoms, patchify, unpatchify
 
 MODALITIES = ("image", "text")

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.images import to_float
-from .train import lr_at
+from ..train_loop import lr_at
 from .vit import adamw
 
 FEATURE_DIM = 64

@@ -13,15 +13,22 @@ sequences at fixed noise levels (t/T = 0.25, 0.5, 0.75 by default) with the seed
 baseline ε̂ = 0, i.e. rounding x_t itself (x̂_0 = x_t/√ᾱ_t): what the denoiser adds over
 reading each noisy token on its own is the gap between the two.
 
+``train_denoiser`` trains on token windows through ``studies.train_loop``, keeping the state
+of least validation ε-MSE.
+
 Kept apart from ``diffusion.py`` so the image study's code fingerprint does not move.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import torch
 from torch import Tensor
 
-from .diffusion import Denoiser, q_sample
+from ..train_loop import LoopConfig, LoopResult, train
+from .diffusion import Denoiser, diffusion_loss, eps_mse, q_sample
 
 NOISE_LEVELS = (0.25, 0.5, 0.75)  # t/T of the token-recovery metric
 
@@ -75,3 +82,28 @@ def token_accuracy(model: Denoiser, ids: Tensor, levels=NOISE_LEVELS, seed: int 
     for key in ("token_acc", "token_acc_noisy"):
         out[key] = sum(out[f"{key}_t{t}"] for t in timesteps) / len(timesteps)
     return out
+
+
+def train_denoiser(
+    model: Denoiser, ids: Tensor, cfg: LoopConfig, val: Tensor, eval_seed: int = 0, progress: bool = True
+) -> LoopResult:
+    """Train in place on token windows ``ids`` [N, L]: t ~ U{0..T−1}, ε ~ N(0, I) from the
+    loop's batch generator. Every ``cfg.eval_every`` steps (and at the last) the ε-MSE on
+    ``val`` (seeded noise, ``eval_seed``) is measured as ``val_eps_mse``; the state where it
+    was least is kept."""
+    device = next(model.parameters()).device
+
+    def make_batch(idx: np.ndarray, rng: np.random.Generator):
+        x0 = model.clean(ids[torch.from_numpy(idx)].to(device))
+        t = torch.from_numpy(rng.integers(model.cfg.T, size=len(idx))).to(device)
+        eps = torch.from_numpy(rng.standard_normal(tuple(x0.shape), dtype=np.float32)).to(device)
+        return x0, t, eps
+
+    def loss_fn(model, batch, _step):
+        return diffusion_loss(model, *batch), {}
+
+    def evaluate(model):
+        return {"val_eps_mse": eps_mse(model, val, seed=eval_seed)["eps_mse"]}
+
+    cfg = replace(cfg, target="val_eps_mse", target_mode="min")
+    return train(model, len(ids), make_batch, loss_fn, cfg, evaluate, progress)

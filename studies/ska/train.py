@@ -1,24 +1,24 @@
 """Training and evaluation of the causal LMs in ``model.py`` (SKA and SDPA alike).
 
-``train_lm`` runs AdamW with linear warm-up then cosine decay to lr/10, gradient clipping,
-and seeded randomness: ``torch.manual_seed(seed)`` for dropout and a ``torch.Generator``
-seeded alike for batch order, so one seed fixes a run. ``evaluate_lm`` reports mean token
-NLL, perplexity and throughput. The bank of an LMData must be built from ``inputs`` (never
-from the targets or the full L+1 chunk), or the SKA model would see the next token.
+``train_lm`` hands the loop to ``studies.train_loop`` (AdamW, warm-up + cosine, clipping,
+seeded epochs): it only says how a batch is drawn and scored, and, given validation data,
+keeps the state of least validation loss. ``evaluate_lm`` reports mean token NLL, perplexity
+and throughput on whatever split it is given. The bank of an LMData must be built from
+``inputs`` (never from the targets or the full L+1 chunk), or the SKA model would see the
+next token.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from ..train_loop import LoopConfig, LoopResult, train
 from .banks import Bank
 
 IGNORE = -100  # target value that is not scored
@@ -48,24 +48,13 @@ class LMData:
         bank = None if self.bank is None else self.bank.select(idx).to(device)
         return self.inputs[idx].to(device), self.targets[idx].to(device), bank
 
-
-@dataclass
-class LMBatches:
-    """Random batches of an LMData: shuffled epochs drawn from the caller's generator."""
-
-    data: LMData
-    batch_size: int
-
-    def __post_init__(self):
-        if self.batch_size < 1 or len(self.data) == 0:
-            raise ValueError(f"need batch_size >= 1 and data, got {self.batch_size}, {len(self.data)}")
-
-    def iterate(self, generator: torch.Generator, device=None) -> Iterator[tuple]:
-        n, bs = len(self.data), min(self.batch_size, len(self.data))
-        while True:
-            order = torch.randperm(n, generator=generator)
-            for lo in range(0, n - bs + 1, bs):  # drop the ragged tail of each epoch
-                yield self.data.batch(order[lo : lo + bs], device)
+    def spaced(self, n: int) -> LMData:
+        """``n`` sequences evenly spaced over the data (all of it when n is 0 or >= len): a
+        fixed, cheap sample that still spans every part of the split."""
+        if n <= 0 or n >= len(self):
+            return self
+        idx = torch.linspace(0, len(self) - 1, n).round().long()
+        return LMData(*self.batch(idx))
 
 
 def lm_loss(model: nn.Module, x: Tensor, y: Tensor, bank: Bank | None) -> tuple[Tensor, int]:
@@ -75,64 +64,33 @@ def lm_loss(model: nn.Module, x: Tensor, y: Tensor, bank: Bank | None) -> tuple[
     return nll, int((y != IGNORE).sum())
 
 
-def lr_at(step: int, steps: int, lr: float, warmup_steps: int) -> float:
-    """Linear warm-up to lr, then cosine from lr to lr/10 at the last step."""
-    if step < warmup_steps:
-        return lr * (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, steps - warmup_steps - 1)
-    return lr / 10 + (lr - lr / 10) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
 def train_lm(
-    model: nn.Module,
-    batches: LMBatches,
-    steps: int,
-    lr: float,
-    warmup_steps: int,
-    weight_decay: float,
-    grad_clip: float,
-    seed: int,
-    progress: bool = True,
-) -> list[dict]:
-    """Train in place; one record per step: step, loss (mean token NLL), lr, grad_norm, time_s."""
-    torch.manual_seed(seed)  # dropout
-    gen = torch.Generator().manual_seed(seed)  # batch order
+    model: nn.Module, data: LMData, cfg: LoopConfig, val: LMData | None = None, progress: bool = True
+) -> LoopResult:
+    """Train in place on ``data``; with ``val``, evaluate its loss every ``cfg.eval_every`` steps
+    (and at the last) and keep the state where it was least. Train records: step, loss (mean
+    token NLL), lr, grad_norm, time_s; eval records: step, val_loss."""
     device = next(model.parameters()).device
-    decay = [p for p in model.parameters() if p.dim() >= 2]  # matrices and tables
-    other = [p for p in model.parameters() if p.dim() < 2]  # biases, norms, alpha, rho
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}],
-        lr=lr,
-    )
-    model.train()
-    history, stream, t0 = [], batches.iterate(gen, device), time.perf_counter()
-    bar = tqdm(range(steps), disable=not progress, desc="train", leave=False)
-    for step in bar:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr, warmup_steps)
-        x, y, bank = next(stream)
-        nll, n = lm_loss(model, x, y, bank)
-        loss = nll / max(n, 1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else math.inf)
-        opt.step()
-        history.append(
-            {
-                "step": step,
-                "loss": loss.item(),
-                "lr": opt.param_groups[0]["lr"],
-                "grad_norm": float(norm),
-                "time_s": time.perf_counter() - t0,
-            }
-        )
-        bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
-    return history
+
+    def make_batch(idx, _rng):
+        return data.batch(torch.from_numpy(idx), device)
+
+    def loss_fn(model, batch, _step):
+        nll, n = lm_loss(model, *batch)
+        return nll / max(n, 1), {}
+
+    def evaluate(model):
+        return {"val_loss": evaluate_lm(model, val, cfg.batch_size)["loss"]}
+
+    if val is None:
+        return train(model, len(data), make_batch, loss_fn, cfg, None, progress)
+    cfg = replace(cfg, target="val_loss", target_mode="min")
+    return train(model, len(data), make_batch, loss_fn, cfg, evaluate, progress)
 
 
 @torch.no_grad()
 def evaluate_lm(model: nn.Module, data: LMData, batch_size: int) -> dict:
-    """val_loss (mean token NLL), perplexity, tokens_per_s, n_tokens over all of ``data``."""
+    """loss (mean token NLL), perplexity, tokens_per_s, n_tokens over all of ``data``."""
     device, was_training = next(model.parameters()).device, model.training
     model.eval()
     total, count, t0 = 0.0, 0, time.perf_counter()
@@ -144,7 +102,7 @@ def evaluate_lm(model: nn.Module, data: LMData, batch_size: int) -> dict:
     model.train(was_training)
     loss = total / max(count, 1)
     return {
-        "val_loss": loss,
+        "loss": loss,
         "perplexity": math.exp(min(loss, 700.0)),
         "tokens_per_s": count / max(seconds, 1e-9),
         "n_tokens": count,

@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.images import to_float
+from ..train_loop import lr_at
 from .banks import Bank, PaddedBank, add_signatures, build_bank
 from .model import MLP, CausalSelfAttention, LMConfig, SetKernelAttention
-from .train import lr_at
 
 MIXERS, POOLS = ("auto", "conv", "none"), ("mean", "cls")  # local mixers; ViT poolings
 

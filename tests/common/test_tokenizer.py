@@ -3,9 +3,13 @@ narrow token dtypes and the tensor-only token cache."""
 
 from pydoc_data.topics import topics
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
+from pipeline.spec import Context, Params, Upstream
+from stages.common import tokenize
 from studies.data import tokenizer as tk
 
 DOCS = [topics[k] for k in sorted(topics)[:12]]  # a small slice keeps BPE training < 0.1 s
@@ -84,3 +88,25 @@ def test_tokenizer_save_load_round_trip(tmp_path, bpe):
     again = tk.load_tokenizer(tmp_path / "tokenizer.json")
     assert again.to_str() == bpe.to_str()
     assert again.encode(DOCS[1]).ids == bpe.encode(DOCS[1]).ids
+
+
+def test_tokenize_stage_learns_from_train_only_and_caches_every_split(tmp_path):
+    """Words that occur only in val or test get no id of their own (they are <unk>), although
+    they are the most frequent words of the corpus; each split gets its token file."""
+    download = tmp_path / "download"
+    download.mkdir()
+    texts = {"train": ["alpha beta gamma"] * 3, "val": ["valword " * 50], "test": ["testword " * 50]}
+    for split, docs in texts.items():
+        pq.write_table(pa.table({"text": docs}), download / f"{split}.parquet")
+    (tmp_path / "out").mkdir()
+    params = Params({"tokenizer": "whitespace", "vocab_size": 50}, "tokenize")
+    ctx = Context(params, tmp_path / "out", (Upstream("download", "d", download, ()),), "ska_lm")
+    metrics = tokenize.run(ctx)
+    tok = tk.load_tokenizer(ctx.out / "tokenizer.json")
+    assert {"alpha", "beta", "gamma"} <= set(tok.get_vocab())
+    assert tok.token_to_id("valword") is None and tok.token_to_id("testword") is None
+    unk, eod = tok.token_to_id(tk.UNK), tok.token_to_id(tk.EOD)
+    for split in ("val", "test"):
+        ids = tk.load_tokens(ctx.out / f"{split}.tokens.pt")
+        assert ids.tolist() == [unk] * 50 + [eod] and metrics[f"{split}_tokens"] == 51
+    assert metrics["train_tokens"] == 3 * 4

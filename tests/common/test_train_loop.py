@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch import nn
 
-from studies.ska.train import lr_at as ska_lr_at
 from studies.train_loop import LoopConfig, anneal_linear, epoch_batches, lr_at, split_config, train
 
 
@@ -20,8 +19,6 @@ def test_warmup_then_cosine_values_at_known_steps():
     assert lr_at(10, 21, 2.0, 0) == pytest.approx(2.0 * (0.1 + 0.9 * 0.5))  # half-way: 1.1
     assert lr_at(15, 21, 1.0, 0) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.75)))
     assert lr_at(20, 21, 1.0, 0, min_ratio=0.0) == pytest.approx(0.0, abs=1e-12)
-    for step in range(50):  # the SKA trainer's schedule is the same function at floor 0.1
-        assert lr_at(step, 50, 3e-4, 7) == pytest.approx(ska_lr_at(step, 50, 3e-4, 7))
 
 
 def test_anneal_reaches_zero_at_the_last_step():

@@ -1,13 +1,21 @@
-"""Short training runs of both LMs, schedule, determinism, evaluation."""
+"""Short training runs of both LMs, determinism, evaluation, and which split each stage reads."""
 
+import json
 import math
 
 import pytest
 import torch
+import yaml
 
+from pipeline.codehash import ROOT
+from pipeline.spec import Context, Params, Upstream
+from stages.common.trained import load_trained
+from stages.ska import lm_evaluate, lm_report, lm_train
+from studies.data.tokenizer import save_tokenizer, save_tokens, train_tokenizer
 from studies.ska.banks import add_signatures, build_bank
 from studies.ska.model import CausalLM, LMConfig
-from studies.ska.train import LMBatches, LMData, evaluate_lm, lr_at, train_lm
+from studies.ska.train import LMData, evaluate_lm, train_lm
+from studies.train_loop import LoopConfig
 
 V, L = 12, 16
 
@@ -47,22 +55,14 @@ def _model(attention):
 def test_thirty_steps_reduce_loss(attention):
     data, model = _data(attention), _model(attention)
     before = evaluate_lm(model, data, batch_size=8)
-    hist = train_lm(
-        model,
-        LMBatches(data, 8),
-        steps=30,
-        lr=3e-3,
-        warmup_steps=5,
-        weight_decay=0.01,
-        grad_clip=1.0,
-        seed=0,
-        progress=False,
-    )
+    cfg = LoopConfig(steps=30, batch_size=8, lr=3e-3, warmup_frac=5 / 30, weight_decay=0.01, grad_clip=1.0)
+    hist = train_lm(model, data, cfg, progress=False).history["train"]
     after = evaluate_lm(model, data, batch_size=8)
     assert len(hist) == 30 and all(math.isfinite(h["loss"]) for h in hist)
-    assert after["val_loss"] < 0.7 * before["val_loss"]
+    assert hist[0]["lr"] == pytest.approx(3e-3 / 5) and hist[-1]["lr"] == pytest.approx(3e-4)  # 5 warm-up steps
+    assert after["loss"] < 0.7 * before["loss"]
     assert after["n_tokens"] == 24 * L
-    assert after["perplexity"] == pytest.approx(math.exp(after["val_loss"]))
+    assert after["perplexity"] == pytest.approx(math.exp(after["loss"]))
     assert after["tokens_per_s"] > 0
 
 
@@ -70,26 +70,32 @@ def test_training_is_deterministic_given_the_seed():
     runs = []
     for _ in range(2):
         data, model = _data("ska"), _model("ska")
-        hist = train_lm(
-            model,
-            LMBatches(data, 4),
-            steps=3,
-            lr=1e-3,
-            warmup_steps=1,
-            weight_decay=0.0,
-            grad_clip=1.0,
-            seed=7,
-            progress=False,
-        )
+        cfg = LoopConfig(steps=3, batch_size=4, lr=1e-3, warmup_frac=1 / 3, weight_decay=0.0, seed=7)
+        hist = train_lm(model, data, cfg, progress=False).history["train"]
         runs.append([h["loss"] for h in hist])
     assert runs[0] == runs[1]
 
 
-def test_schedule_warms_up_then_decays_to_a_tenth():
-    lrs = [lr_at(s, 20, 1.0, 5) for s in range(20)]
-    assert lrs[0] == pytest.approx(0.2) and lrs[4] == pytest.approx(1.0)
-    assert lrs[5] == pytest.approx(1.0) and lrs[-1] == pytest.approx(0.1)
-    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:], strict=False))
+def test_validation_picks_the_kept_state():
+    """With val data, val_loss is measured every eval_every steps and the state of least val
+    loss is the one left in the model (here val is the train data, so the loss falls)."""
+    data, model = _data("sdpa"), _model("sdpa")
+    cfg = LoopConfig(steps=20, batch_size=8, lr=3e-3, warmup_frac=0.1, eval_every=5)
+    result = train_lm(model, data, cfg, val=data.spaced(8), progress=False)
+    evals = result.history["eval"]
+    assert [e["step"] for e in evals] == [4, 9, 14, 19]
+    best = min(evals, key=lambda e: e["val_loss"])
+    assert result.best["step"] == best["step"]
+    assert evaluate_lm(model, data.spaced(8), 8)["loss"] == pytest.approx(best["val_loss"])
+
+
+def test_spaced_picks_evenly_spread_sequences_with_their_bank():
+    data = _data("ska", n=10)
+    sub = data.spaced(4)
+    assert torch.equal(sub.inputs, data.inputs[[0, 3, 6, 9]])
+    assert torch.equal(sub.targets, data.targets[[0, 3, 6, 9]])
+    assert sub.bank.n_seqs == 4 and torch.equal(sub.bank.sizes, data.bank.select(torch.tensor([0, 3, 6, 9])).sizes)
+    assert data.spaced(0) is data and data.spaced(10) is data
 
 
 def test_data_rejects_a_bank_of_the_wrong_size():
@@ -125,7 +131,8 @@ def test_model_learns_what_only_the_current_token_predicts(attention):
             attention=attention,
         )
     )
-    history = train_lm(model, LMBatches(LMData(x, y, bank), 16), 80, 3e-3, 8, 0.0, 1.0, seed=0, progress=False)
+    cfg = LoopConfig(steps=80, batch_size=16, lr=3e-3, warmup_frac=0.1, weight_decay=0.0)
+    history = train_lm(model, LMData(x, y, bank), cfg, progress=False).history["train"]
     assert history[-1]["loss"] < 0.5 * math.log(vocab), history[-1]["loss"]
 
 
@@ -138,3 +145,54 @@ def test_causal_conv_branch_starts_as_the_identity():
     x = torch.randn(3, L, 32)
     for block in model.blocks:
         assert torch.equal(block.mix(x), torch.zeros_like(x))
+
+
+def _split_stream(kind: str, n: int) -> torch.Tensor:
+    """A token stream per split, told apart by content: train and val repeat one cycle over the
+    ids 1..8, test is seeded random ids (high loss for a model that learned the cycle)."""
+    if kind == "test":
+        return torch.randint(1, 9, (n,), generator=torch.Generator().manual_seed(0)).short()
+    return (torch.arange(n) % 8 + 1).short()
+
+
+def _tokenize_dir(path, splits):
+    path.mkdir()
+    save_tokenizer(train_tokenizer("whitespace", ["a b c d e f g h i j"], 12), path / "tokenizer.json")
+    for split in splits:
+        save_tokens(path / f"{split}.tokens.pt", _split_stream(split, 33 * 40))
+
+
+def _ctx(spec, params, out, upstream):
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())["studies"]["ska_lm"]["params"]
+    values = {k: params.get(k, base.get(k)) for k in spec.reads}
+    out.mkdir()
+    return Context(Params(values, spec.name), out, upstream, "ska_lm")
+
+
+def test_train_selects_on_val_and_evaluate_reports_test(tmp_path):
+    """The train stage never opens test (its tokenize dir has none) and its val_loss is the
+    kept state's loss on val; the evaluate stage opens only test (its dir has no train or val)
+    and its test_* metrics, the report's headline, are that model's numbers on test."""
+    _tokenize_dir(tmp_path / "tok_train", ("train", "val"))
+    _tokenize_dir(tmp_path / "tok_eval", ("test",))
+    tiny = {"attention": "sdpa", "seq_len": 32, "d_model": 16, "n_layers": 1, "n_heads": 2, "steps": 30}
+    tiny |= {"batch_size": 8, "lr": 1e-2, "warmup_steps": 3, "eval_every": 10, "val_seqs": 16, "eval_batch_size": 16}
+    up = (Upstream("tokenize", "t", tmp_path / "tok_train", ()),)
+    train_ctx = _ctx(lm_train.SPEC, tiny, tmp_path / "train", up)
+    trained = lm_train.run(train_ctx)
+    model, config = load_trained(train_ctx.out, lambda c: lm_train.build_model(train_ctx, c)[0])
+    val = lm_train.lm_data(train_ctx, "val", 32, with_bank=False)
+    assert trained["val_sequences"] == 16
+    assert trained["val_loss"] == pytest.approx(evaluate_lm(model, val.spaced(16), 16)["loss"], rel=1e-5)
+    evals = json.loads((train_ctx.out / "val_history.json").read_text())
+    assert [e["step"] for e in evals] == [9, 19, 29]
+    assert trained["val_loss"] == min(e["val_loss"] for e in evals)
+
+    up = (Upstream("tokenize", "t", tmp_path / "tok_eval", ()), Upstream("train", "m", train_ctx.out, ()))
+    eval_ctx = _ctx(lm_evaluate.SPEC, tiny, tmp_path / "evaluate", up)
+    metrics = lm_evaluate.run(eval_ctx)
+    test = evaluate_lm(model, lm_train.lm_data(eval_ctx, "test", 32, with_bank=False), 16)
+    assert metrics["test_loss"] == pytest.approx(test["loss"]) and metrics["test_perplexity"] == test["perplexity"]
+    assert metrics["test_loss"] > 2 * trained["val_loss"]  # the random test stream is the one scored
+    report_metric = yaml.safe_load((ROOT / "params.yaml").read_text())["studies"]["ska_lm"]["params"]["report_metric"]
+    assert report_metric == "test_perplexity" and lm_report.METRICS[0] == report_metric
