@@ -6,6 +6,7 @@ import itertools
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -22,12 +23,14 @@ def write_table(
     descending: bool = False,
     digits: int | None = 4,
 ) -> pl.DataFrame:
-    """Write ``stem``.csv and ``stem``.md sorted by ``sort_by``, ``first`` columns leading.
+    """Write ``stem``.csv and ``stem``.md sorted by ``sort_by``, ``first`` columns leading
+    (those the rows have).
 
     The markdown rounds floats to ``digits`` decimals (None: full precision); the CSV never does.
     """
     df = pl.DataFrame(rows, infer_schema_length=None)
     df = df.sort(sort_by, descending=descending, nulls_last=True, maintain_order=True)
+    first = tuple(c for c in first if c in df.columns)  # a leading column some studies lack
     df = df.select([*first, *(c for c in df.columns if c not in first)])
     df.write_csv(stem.with_suffix(".csv"))
     shown = df if digits is None else df.with_columns(pl.col(pl.Float64).round(digits))
@@ -157,7 +160,7 @@ def one_factor_bars(rows: list[dict], metric: str, path: Path, title: str) -> No
         ax.set_ylabel(f"{metric} − base")
     for ax in list(axs.flat)[len(factors) :]:
         ax.set_visible(False)
-    fig.suptitle(f"{title}: change from the base cell (grey), 95 % CI; * = finding", fontsize=10)
+    fig.suptitle(f"{title}: change from the base cell (grey)\n95 % CI; * = finding (n ≥ 3, CI excludes 0)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -203,9 +206,12 @@ def _agree(values: list) -> str:
     return "yes" if k == len(values) else "no" if k == 0 else f"{k}/{len(values)}"
 
 
-def replicate_summary(rows: list[dict], keys: list[str], replicate: str, metrics: list[str]) -> list[dict]:
+def replicate_summary(
+    rows: list[dict], keys: list[str], replicate: str, metrics: list[str], fixed: tuple[str, ...] = ()
+) -> list[dict]:
     """Mean, sample s.d. and count ``n`` of ``metrics`` over cells differing only in ``replicate``
-    (groups as ``replicate_groups``).
+    (groups as ``replicate_groups``); ``fixed`` metrics (parameter counts, floors, step counts:
+    the same for every seed) get the mean only.
 
     The s.d. is missing (None) where fewer than two cells have the metric: one seed says
     nothing about spread. Flags (bools such as ``still_improving``) become yes / no / k/n;
@@ -219,9 +225,10 @@ def replicate_summary(rows: list[dict], keys: list[str], replicate: str, metrics
         for m in metrics:  # a metric some cells lack (SKA-only diagnostics): None for them
             values = pl.Series([r[m] for r in members if r.get(m) is not None], dtype=pl.Float64)
             row[m] = values.mean() if len(values) else None
-            row[f"{m}_sd"] = values.std() if len(values) > 1 else None
+            if m not in fixed:
+                row[f"{m}_sd"] = values.std() if len(values) > 1 else None
         for k, v in first.items():
-            if k in row or k in keys or k in ("curve",) or f"{k}_sd" in row:
+            if k in row or k in keys or k == "curve":
                 continue
             if isinstance(v, bool):
                 row[k] = _agree([m.get(k) for m in members])
@@ -358,6 +365,7 @@ def scaling_panels(rows: list[dict], path: Path, title: str, floors: dict[str, d
             )
         draw_floors(ax, floors.get(metric, {}))
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # narrow ranges crowd them
         ax.set_xlabel("trainable parameters")
         ax.set_ylabel(metric)
         ax.legend(fontsize=7)

@@ -20,6 +20,9 @@ SPEC = StageSpec(
     choices={"report_goal": ("min", "max")},
 )
 FLOORS = ("chance", "candidate_uniform")  # metric names that are baselines, not results
+# the same for every seed of a cell: averaged without an s.d. (``seed`` itself is left out)
+FIXED = (*FLOORS, "n_params", "steps", "warmup_steps", "n_train", "n_val", "test_n_puzzles", "test_n_blanks")
+LEAD = ("n", "finding", "ci", "vs", "n_params", "still_improving", "note")  # after the metric and its CI
 
 
 def run(ctx: Context) -> dict:
@@ -34,7 +37,7 @@ def run(ctx: Context) -> dict:
             k
             for r in rows
             for k, v in r.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in keys
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in (*keys, "seed")
         )
     )
     write_table(
@@ -44,14 +47,14 @@ def run(ctx: Context) -> dict:
         first=("cell",),
         descending=descending,
     )
-    summary = replicate_summary(rows, keys, replicate, numeric)
+    summary = replicate_summary(rows, keys, replicate, numeric, fixed=FIXED)
     reference = reference_params(ctx, p["report_reference"])
     summary = compare_with_reference(summary, rows, keys, replicate, metric, reference)
     table = write_table(
         summary,
         ctx.out / "summary",
         sort_by=metric,
-        first=("cell", "n", metric, f"{metric}_sd", f"{metric}_diff", f"{metric}_diff_lo", f"{metric}_diff_hi"),
+        first=("cell", metric, f"{metric}_sd", f"{metric}_diff", f"{metric}_diff_lo", f"{metric}_diff_hi", *LEAD),
         descending=descending,
     )
     write_ablations(ctx, rows, summary, replicate, metric)

@@ -20,7 +20,12 @@ SPEC = StageSpec(
 REPLICATE = "train_seed"  # cells differing only in this param are averaged
 METRICS = ("acc", "opt", "exact_opt", "junction_acc", "len_ratio")
 FLOORS = ("random_acc", "random_opt", "junction_chance")
-SHOWN = ("n_params", *METRICS, *FLOORS, "best_step", "steps", "wall_s")
+FIXED = ("n_params", *FLOORS, "steps")  # the same for every seed: no s.d.
+LEAD = (
+    *("size", "kind", "n", "n_params"),
+    *(f"{m}{s}" for m in ("acc", "opt") for s in ("", "_sd", "_diff", "_diff_lo", "_diff_hi", "_finding")),
+    *("exact_opt", "junction_acc", "junction_chance", "random_acc", "random_opt", "still_improving"),
+)
 
 
 def run(ctx: Context) -> dict:
@@ -35,7 +40,7 @@ def run(ctx: Context) -> dict:
         {k.removeprefix("test_"): v for k, v in r.items() if k != "curve" and not k.startswith("final_val_")}
         for r in cell_rows(ctx)
     ]
-    summary = replicate_summary(rows, keys, REPLICATE, list(SHOWN))
+    summary = replicate_summary(rows, keys, REPLICATE, [*METRICS, *FIXED, "best_step", "wall_s"], fixed=FIXED)
     table = []
     for size in sorted({r["size"] for r in summary}):
         part = [r for r in summary if r["size"] == size]
@@ -50,7 +55,8 @@ def run(ctx: Context) -> dict:
     table.sort(key=lambda r: (r.get("n_params") or 0, r["kind"]))
     for r in table:
         r.pop("vs", None)
-    write_table(table, ctx.out / "table", sort_by="size", first=("size", "kind", "n", "n_params", "acc", "opt"))
+        r.pop("named")
+    write_table(table, ctx.out / "table", sort_by="size", first=LEAD)
     deltas = [
         {
             "size": r["size"],

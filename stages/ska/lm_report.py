@@ -47,10 +47,13 @@ def run(ctx: Context) -> dict:
         first=("cell",),
     )
     metric, replicate = p["report_metric"], p["report_replicates"]
-    summary = replicate_summary(rows, keys, replicate, list(METRICS))
+    summary = replicate_summary(rows, keys, replicate, list(METRICS), fixed=("n_params",))
     reference = reference_params(ctx, p["report_reference"])
     summary = compare_with_reference(summary, rows, keys, replicate, metric, reference)
-    lead = ("cell", "n", metric, f"{metric}_sd", f"{metric}_diff", f"{metric}_diff_lo", f"{metric}_diff_hi")
+    lead = (
+        *("cell", metric, f"{metric}_sd", f"{metric}_diff", f"{metric}_diff_lo", f"{metric}_diff_hi"),
+        *("n", "finding", "ci", "vs", "n_params"),
+    )
     table = write_table(summary, ctx.out / "summary", sort_by=metric, first=lead)
     factors = [k for k in keys if k != replicate]
     write_ablations(ctx, rows, summary, replicate, metric)

@@ -85,6 +85,12 @@ def test_one_seed_has_no_standard_deviation_but_says_n_1():
     assert row["n"] == 1 and row["ppl"] == 10.0 and row["ppl_sd"] is None
 
 
+def test_fixed_metrics_are_averaged_without_a_spread():
+    rows = [_row("a0", seed=0, ppl=10.0, n_params=5), _row("a1", seed=1, ppl=12.0, n_params=5)]
+    (row,) = replicate_summary(rows, [*BASE, "seed"], "seed", ["ppl", "n_params"], fixed=("n_params",))
+    assert row["n_params"] == 5 and "n_params_sd" not in row and row["ppl_sd"] == pytest.approx(math.sqrt(2))
+
+
 def test_flags_and_agreeing_text_columns_survive_the_summary():
     rows = [
         _row("a0", seed=0, still_improving=True, note="x", tag="p"),
