@@ -217,6 +217,8 @@ def replicate_summary(
     nothing about spread. Flags (bools such as ``still_improving``) become yes / no / k/n;
     text columns (``note``, ``convention``) are kept where every replicate agrees.
     """
+    if "n" in metrics:
+        raise ValueError("a metric named 'n' would hide the replicate count n: rename it (e.g. n_eval)")
     out = []
     for label, members in replicate_groups(rows, keys, replicate).items():
         first = members[0]

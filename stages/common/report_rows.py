@@ -18,13 +18,15 @@ def still_improving(metrics: dict) -> bool | None:
 def cell_rows(ctx: Context) -> list[dict]:
     """Per cell: its name, whether it is named, varying params, train and evaluate metrics,
     ``still_improving`` where the train stage keeps a best state, and its training curve
-    (``curve``); nested metric values are dropped."""
+    (``curve``); nested metric values are dropped and a metric ``n`` becomes ``n_eval``."""
     rows = []
     for cell, info in ctx.cells.items():
         train = next(u for u in ctx.inputs("train") if cell in u.cells)
         evaluate = next(u for u in ctx.inputs("evaluate") if cell in u.cells)
         row = {"cell": cell, "named": info["named"], **info["params"], **train.metrics(), **evaluate.metrics()}
         row = {k: v for k, v in row.items() if not isinstance(v, (dict, list))}
+        if "n" in row:  # an evaluate stage's example count; ``n`` is the summaries' replicate count
+            row["n_eval"] = row.pop("n")
         flag = still_improving(row)
         if flag is not None:
             row["still_improving"] = flag

@@ -37,7 +37,7 @@ def run(ctx: Context) -> dict:
     data = ctx.inputs("maze_data")[0].metrics()
     keys = list(next(iter(ctx.cells.values()))["params"])
     rows = [
-        {k.removeprefix("test_"): v for k, v in r.items() if k != "curve" and not k.startswith("final_val_")}
+        {("n_test" if k == "test_n" else k.removeprefix("test_")): v for k, v in r.items() if k != "curve"}
         for r in cell_rows(ctx)
     ]
     summary = replicate_summary(rows, keys, REPLICATE, [*METRICS, *FIXED, "best_step", "wall_s"], fixed=FIXED)

@@ -83,6 +83,8 @@ def test_one_seed_has_no_standard_deviation_but_says_n_1():
     """n = 1 gives a missing s.d. (not ± 0): one run says nothing about spread."""
     (row,) = replicate_summary([_row("a", seed=0, ppl=10.0)], [*BASE, "seed"], "seed", ["ppl"])
     assert row["n"] == 1 and row["ppl"] == 10.0 and row["ppl_sd"] is None
+    with pytest.raises(ValueError, match="replicate count"):
+        replicate_summary([_row("a", seed=0, n=32)], [*BASE, "seed"], "seed", ["n"])
 
 
 def test_fixed_metrics_are_averaged_without_a_spread():
