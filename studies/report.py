@@ -6,10 +6,13 @@ import itertools
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
+
+from studies.stats import difference_ci  # noqa: E402
 
 
 def write_table(
@@ -20,12 +23,14 @@ def write_table(
     descending: bool = False,
     digits: int | None = 4,
 ) -> pl.DataFrame:
-    """Write ``stem``.csv and ``stem``.md sorted by ``sort_by``, ``first`` columns leading.
+    """Write ``stem``.csv and ``stem``.md sorted by ``sort_by``, ``first`` columns leading
+    (those the rows have).
 
     The markdown rounds floats to ``digits`` decimals (None: full precision); the CSV never does.
     """
     df = pl.DataFrame(rows, infer_schema_length=None)
     df = df.sort(sort_by, descending=descending, nulls_last=True, maintain_order=True)
+    first = tuple(c for c in first if c in df.columns)  # a leading column some studies lack
     df = df.select([*first, *(c for c in df.columns if c not in first)])
     df.write_csv(stem.with_suffix(".csv"))
     shown = df if digits is None else df.with_columns(pl.col(pl.Float64).round(digits))
@@ -62,7 +67,7 @@ def facet_plot(rows: list[dict], keys: list[str], x: str, hue: str, metric: str,
         sub = [r for r in grid if all(r[k] == v for k, v in combo)]
         for h, group in itertools.groupby(sorted(sub, key=lambda r: (r[hue], r[x])), key=lambda r: r[hue]):
             group = list(group)
-            err = [r.get(f"{metric}_sd", 0.0) for r in group]
+            err = [r.get(f"{metric}_sd") or 0.0 for r in group]
             ax.errorbar(
                 [r[x] for r in group], [r[metric] for r in group], yerr=err, marker="o", capsize=3, label=f"{hue}={h}"
             )
@@ -89,7 +94,9 @@ def one_factor_rows(rows: list[dict], base: dict, keys: list[str], metric: str) 
     as window+stride moves two keys together; a named cell moves the keys it overrides). Rows
     whose factor contains another row's factor (a corner of two axes) are interactions, left
     to ``facet_plot``. Returns one row per (factor, setting), the base setting first in each
-    factor, with the metric, its s.d., the replicate count and the change from the base.
+    factor, with n, the metric, its s.d. and the change from the base: with its 95 % CI and
+    ``finding`` where the rows carry ``compare_with_reference`` columns against the base,
+    else the plain difference of means.
     """
     factor_of = [frozenset(k for k in keys if r[k] != base[k]) for r in rows]
     base_rows = [r for r, f in zip(rows, factor_of, strict=True) if not f]
@@ -101,48 +108,59 @@ def one_factor_rows(rows: list[dict], base: dict, keys: list[str], metric: str) 
             members, key=lambda r: [(r[k] is None, 0 if r[k] is None else r[k]) for k in sorted(factor)]
         )
         for i, r in enumerate(ordered):
+            change = r.get(f"{metric}_diff", r[metric] - base_rows[0][metric] if base_rows else None)
             out.append(
                 {
                     "factor": " × ".join(sorted(factor)),
                     "setting": ", ".join(f"{k}={r[k]}" for k in sorted(factor)),
                     "is_base": i < len(base_rows),
                     "cell": r["cell"],
+                    "n": r.get("n", 1),
                     metric: r[metric],
-                    f"{metric}_sd": r.get(f"{metric}_sd", 0.0),
-                    "replicates": r.get("replicates", 1),
-                    f"{metric}_change": r[metric] - base_rows[0][metric] if base_rows else None,
+                    f"{metric}_sd": r.get(f"{metric}_sd"),
+                    f"{metric}_change": change,
+                    f"{metric}_change_lo": r.get(f"{metric}_diff_lo"),
+                    f"{metric}_change_hi": r.get(f"{metric}_diff_hi"),
+                    "finding": r.get("finding"),
+                    **{k: r[k] for k in ("n_params", "still_improving") if k in r},
                 }
             )
     return out
 
 
+def ci_err(centers: list[float], lo: list, hi: list) -> list[list[float]]:
+    """Asymmetric error bars [below, above] from CI bounds; none (0) where a bound is missing."""
+    below = [0.0 if a is None else c - a for c, a in zip(centers, lo, strict=True)]
+    above = [0.0 if b is None else b - c for c, b in zip(centers, hi, strict=True)]
+    return [below, above]
+
+
 def one_factor_bars(rows: list[dict], metric: str, path: Path, title: str) -> None:
-    """A panel of bars per factor (from ``one_factor_rows``): the base setting grey, mean ± s.d."""
+    """A panel per factor (from ``one_factor_rows``): each setting's change from the base
+    cell with its 95 % CI as error bars (none where n < 2), so a 0.4 % effect is visible."""
     factors = list(dict.fromkeys(r["factor"] for r in rows))
     if not factors:
         return
     cols = min(len(factors), 3)
     n_rows = (len(factors) + cols - 1) // cols
-    fig, axs = plt.subplots(n_rows, cols, figsize=(4 * cols, 3.4 * n_rows), squeeze=False, sharey=True)
+    fig, axs = plt.subplots(n_rows, cols, figsize=(4 * cols, 3.4 * n_rows), squeeze=False)
     for ax, factor in zip(axs.flat, factors, strict=False):
         sub = [r for r in rows if r["factor"] == factor]
-        values = [r[metric] for r in sub]
-        ax.bar(
-            range(len(sub)),
-            values,
-            yerr=[r[f"{metric}_sd"] for r in sub],
-            color=["tab:gray" if r["is_base"] else "tab:blue" for r in sub],
-            capsize=3,
-        )
-        for i, (v, r) in enumerate(zip(values, sub, strict=True)):
-            ax.annotate(f"{v:.4g}\n(n={r['replicates']})", (i, v), ha="center", va="bottom", fontsize=7)
+        change = [r[f"{metric}_change"] or 0.0 for r in sub]
+        err = ci_err(change, [r[f"{metric}_change_lo"] for r in sub], [r[f"{metric}_change_hi"] for r in sub])
+        colors = ["tab:gray" if r["is_base"] else "tab:blue" for r in sub]
+        ax.bar(range(len(sub)), change, yerr=err, color=colors, capsize=3)
+        ax.axhline(0, color="black", lw=0.8)
+        for i, (c, r) in enumerate(zip(change, sub, strict=True)):
+            mark = " *" if r.get("finding") == "yes" else ""
+            ax.annotate(f"{c:+.3g}{mark}\n(n={r['n']})", (i, c), ha="center", va="bottom", fontsize=7)
         labels = [r["setting"].replace(", ", "\n") for r in sub]
         ax.set_xticks(range(len(sub)), labels, fontsize=7)
         ax.set_title(factor, fontsize=9)
-        ax.set_ylabel(metric)
+        ax.set_ylabel(f"{metric} − base")
     for ax in list(axs.flat)[len(factors) :]:
         ax.set_visible(False)
-    fig.suptitle(f"{title}: one factor at a time (grey: base cell; mean ± s.d.)", fontsize=10)
+    fig.suptitle(f"{title}: change from the base cell (grey)\n95 % CI; * = finding (n ≥ 3, CI excludes 0)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -163,33 +181,104 @@ def curves_plot(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def replicate_summary(rows: list[dict], keys: list[str], replicate: str, metrics: list[str]) -> list[dict]:
-    """Mean, sample s.d. and replicate count of ``metrics`` over cells differing only in ``replicate``.
+def replicate_groups(rows: list[dict], keys: list[str], replicate: str) -> dict[str, list[dict]]:
+    """Cells differing only in ``replicate``, by group label.
 
-    Named cells group by their params too (``sdpa`` and ``sdpa_seed1`` form one row, named
-    after the shortest name); grid rows are named by their slug without the replicate part.
+    Named cells group by their params too (``sdpa`` and ``sdpa_seed1`` form one group, named
+    after the shortest name); grid groups are named by their slug without the replicate part.
     """
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["named"], *(r[k] for k in keys if k != replicate)), []).append(r)
-    out = []
+    out = {}
     for members in groups.values():
-        first = members[0]
-        if first["named"]:
+        if members[0]["named"]:
             label = min((m["cell"] for m in members), key=len)
         else:
-            label = ",".join(p for p in first["cell"].split(",") if not p.startswith(f"{replicate}="))
-        row = {
-            "cell": label,
-            "named": first["named"],
-            **{k: first[k] for k in keys if k != replicate},
-            "replicates": len(members),
-        }
+            label = ",".join(p for p in members[0]["cell"].split(",") if not p.startswith(f"{replicate}="))
+        out[label] = members
+    return out
+
+
+def _agree(values: list) -> str:
+    """yes / no / k/n: how many replicates a flag holds for."""
+    k = sum(bool(v) for v in values)
+    return "yes" if k == len(values) else "no" if k == 0 else f"{k}/{len(values)}"
+
+
+def replicate_summary(
+    rows: list[dict], keys: list[str], replicate: str, metrics: list[str], fixed: tuple[str, ...] = ()
+) -> list[dict]:
+    """Mean, sample s.d. and count ``n`` of ``metrics`` over cells differing only in ``replicate``
+    (groups as ``replicate_groups``); ``fixed`` metrics (parameter counts, floors, step counts:
+    the same for every seed) get the mean only.
+
+    The s.d. is missing (None) where fewer than two cells have the metric: one seed says
+    nothing about spread. Flags (bools such as ``still_improving``) become yes / no / k/n;
+    text columns (``note``, ``convention``) are kept where every replicate agrees.
+    """
+    if "n" in metrics:
+        raise ValueError("a metric named 'n' would hide the replicate count n: rename it (e.g. n_eval)")
+    out = []
+    for label, members in replicate_groups(rows, keys, replicate).items():
+        first = members[0]
+        row = {"cell": label, "named": first["named"], **{k: first[k] for k in keys if k != replicate}}
+        row["n"] = len(members)
         for m in metrics:  # a metric some cells lack (SKA-only diagnostics): None for them
             values = pl.Series([r[m] for r in members if r.get(m) is not None], dtype=pl.Float64)
             row[m] = values.mean() if len(values) else None
-            row[f"{m}_sd"] = values.std() if len(values) > 1 else (0.0 if len(values) else None)
+            if m not in fixed:
+                row[f"{m}_sd"] = values.std() if len(values) > 1 else None
+        for k, v in first.items():
+            if k in row or k in keys or k == "curve":
+                continue
+            if isinstance(v, bool):
+                row[k] = _agree([m.get(k) for m in members])
+            elif isinstance(v, str) and all(m.get(k) == v for m in members):
+                row[k] = v
         out.append(row)
+    return out
+
+
+def compare_with_reference(
+    summary: list[dict], rows: list[dict], keys: list[str], replicate: str, metric: str, reference: dict
+) -> list[dict]:
+    """``summary`` rows with each group's difference from the reference group in ``metric``.
+
+    The reference group is the one whose params (``keys`` but ``replicate``) equal
+    ``reference``'s. Adds ``<metric>_diff`` and its 95 % CI ``<metric>_diff_lo`` / ``_hi``
+    (paired by ``replicate`` where both groups have the same replicate values, Welch otherwise;
+    missing with n < 2 on a side), ``ci``, ``vs`` (the reference's label) and ``finding``: yes
+    only with n ≥ 3 on both sides and the CI excluding 0; ``ref`` on the reference row.
+    """
+    groups = replicate_groups(rows, keys, replicate)
+    fixed = [k for k in keys if k != replicate]
+    ref = next((g for g, ms in groups.items() if all(ms[0][k] == reference[k] for k in fixed)), None)
+    if ref is None:
+        wanted = {k: reference[k] for k in fixed}
+        raise ValueError(f"no cell has the reference params {wanted}; cells: {sorted(groups)}")
+
+    def by_seed(label):  # replicate value → metric; without one, ids no other group shares (Welch)
+        members = groups[label]
+        ids = [m[replicate] if replicate in m else (label, i) for i, m in enumerate(members)]
+        return {i: m[metric] for i, m in zip(ids, members, strict=True) if m.get(metric) is not None}
+
+    out = []
+    for row in summary:
+        d = difference_ci(by_seed(row["cell"]), by_seed(ref))
+        if row["cell"] == ref:
+            d |= {"lo": None, "hi": None, "ci": None, "finding": "ref"}
+        out.append(
+            row
+            | {
+                f"{metric}_diff": d["diff"],
+                f"{metric}_diff_lo": d["lo"],
+                f"{metric}_diff_hi": d["hi"],
+                "ci": d["ci"],
+                "vs": ref,
+                "finding": d["finding"],
+            }
+        )
     return out
 
 
@@ -229,24 +318,35 @@ def line_plot(
     plt.close(fig)
 
 
+FLOOR_STYLES = (("tab:red", ":"), ("tab:orange", "--"), ("tab:purple", "-."))
+
+
+def draw_floors(ax, floors: dict[str, float]) -> None:
+    """Each floor (chance, a random policy…) as a labelled horizontal reference line."""
+    for (name, value), (color, style) in zip(floors.items(), itertools.cycle(FLOOR_STYLES), strict=False):
+        ax.axhline(value, color=color, linestyle=style, lw=1, label=f"{name} ({value:.3g})")
+    if floors:
+        ax.legend(fontsize=7)
+
+
 def bar_plot(
-    rows: list[dict], metric: str, path: Path, title: str, reference: float | None = None, best_first: bool = True
+    rows: list[dict], metric: str, path: Path, title: str, floors: dict[str, float] | None = None, best_first=True
 ) -> None:
-    """One bar per row (cell or replicate group) with ``<metric>_sd`` error bars, sorted by value."""
+    """One bar per row (cell or replicate group) with ``<metric>_sd`` error bars (none where
+    n = 1), sorted by value, n under each bar, and the ``floors`` as labelled lines."""
     rows = sorted(rows, key=lambda r: r[metric], reverse=best_first)
     fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(rows) + 2), 4))
     colors = ["tab:gray" if r["named"] else "tab:blue" for r in rows]
     ax.bar(
         range(len(rows)),
         [r[metric] for r in rows],
-        yerr=[r.get(f"{metric}_sd", 0) for r in rows],
+        yerr=[r.get(f"{metric}_sd") or 0.0 for r in rows],
         color=colors,
         capsize=3,
     )
-    ax.set_xticks(range(len(rows)), [r["cell"] for r in rows], rotation=60, ha="right", fontsize=7)
-    if reference is not None:
-        ax.axhline(reference, color="tab:red", linestyle=":", label=f"chance ({reference:.3g})")
-        ax.legend(fontsize=8)
+    labels = [f"{r['cell']} (n={r.get('n', 1)})" for r in rows]
+    ax.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=7)
+    draw_floors(ax, floors or {})
     ax.set_ylabel(metric)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
@@ -254,23 +354,32 @@ def bar_plot(
     plt.close(fig)
 
 
-def scaling_panels(results: list[dict], path: Path, title: str) -> None:
-    """The scaling study's 2×2: accuracy and optimality vs parameters, and PoH − baseline bars."""
+def scaling_panels(rows: list[dict], path: Path, title: str, floors: dict[str, dict[str, float]]) -> None:
+    """The scaling study's 2×2 from one row per (size, kind): accuracy and optimality vs
+    parameters (mean ± s.d.) with their ``floors`` (metric → {name: value}) as lines, and
+    PoH − baseline per size with its 95 % CI (``<metric>_diff``, ``_lo``, ``_hi``)."""
     fig, axs = plt.subplots(2, 2, figsize=(9, 7))
     for ax, metric in zip(axs[0], ("acc", "opt"), strict=False):
         for kind, marker in (("baseline", "o"), ("poh", "s")):
-            pts = [(r[f"{kind}_params"], r[f"{kind}_{metric}"]) for r in results if f"{kind}_params" in r]
-            ax.plot([p for p, _ in pts], [v for _, v in pts], marker=marker, label=kind)
+            pts = sorted((r["n_params"], r[metric], r.get(f"{metric}_sd") or 0.0) for r in rows if r["kind"] == kind)
+            ax.errorbar(
+                [p for p, _, _ in pts], [v for _, v, _ in pts], yerr=[e for *_, e in pts], marker=marker, label=kind
+            )
+        draw_floors(ax, floors.get(metric, {}))
         ax.set_xscale("log")
-        ax.set_xlabel("parameters")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # narrow ranges crowd them
+        ax.set_xlabel("trainable parameters")
         ax.set_ylabel(metric)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
+    poh = [r for r in rows if r["kind"] == "poh"]
     for ax, metric in zip(axs[1], ("acc", "opt"), strict=False):
-        deltas = [r.get(f"poh_minus_baseline_{metric}", 0.0) for r in results]
-        ax.bar([str(r["size"]) for r in results], deltas, color=["tab:green" if d >= 0 else "tab:red" for d in deltas])
+        deltas = [r.get(f"{metric}_diff") or 0.0 for r in poh]
+        err = ci_err(deltas, [r.get(f"{metric}_diff_lo") for r in poh], [r.get(f"{metric}_diff_hi") for r in poh])
+        colors = ["tab:green" if d >= 0 else "tab:red" for d in deltas]
+        ax.bar([f"{r['size']} (n={r['n']})" for r in poh], deltas, yerr=err, capsize=3, color=colors)
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xlabel("size")
-        ax.set_ylabel(f"PoH − baseline {metric}")
+        ax.set_ylabel(f"PoH − baseline {metric} (95 % CI)")
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -1,7 +1,10 @@
-"""report: cells ranked by a metric (mean ± s.d. over seeds) as tables and a bar chart,
-and each factor against the base cell (``ablations``).
+"""report: cells ranked by a metric (mean ± s.d. over seeds, with n) as tables and a bar
+chart, each row's difference from a reference cell with its 95 % CI, and each factor against
+the base cell (``ablations``).
 
 ``report_goal`` says which way is better: max (accuracy) or min (ε-MSE, FID).
+``report_reference`` names what the summary compares with: ``base`` or a named cell.
+Floors the evaluate stage reports (``chance``, ``candidate_uniform``) are drawn as lines.
 """
 
 from __future__ import annotations
@@ -10,27 +13,31 @@ from pipeline.spec import Context, StageSpec
 
 SPEC = StageSpec(
     name="report",
-    reads=("report_metric", "report_goal", "report_replicates"),
+    reads=("report_metric", "report_goal", "report_replicates", "report_reference"),
     needs=("train", "evaluate"),
-    code=("studies.report",),
+    code=("studies.report", "studies.stats"),
     gather=True,
     choices={"report_goal": ("min", "max")},
 )
+FLOORS = ("chance", "candidate_uniform")  # metric names that are baselines, not results
+# the same for every seed of a cell: averaged without an s.d. (``seed`` itself is left out)
+FIXED = (*FLOORS, "n_params", "steps", "warmup_steps", "n_train", "n_val", "test_n_puzzles", "test_n_blanks")
+LEAD = ("n", "finding", "ci", "vs", "n_params", "still_improving", "note")  # after the metric and its CI
 
 
 def run(ctx: Context) -> dict:
-    from stages.common.report_rows import cell_rows, write_ablations
-    from studies.report import bar_plot, curves_plot, replicate_summary, write_table
+    from stages.common.report_rows import cell_rows, reference_params, write_ablations
+    from studies.report import bar_plot, compare_with_reference, curves_plot, replicate_summary, write_table
 
     p, rows = ctx.params, cell_rows(ctx)
     keys = list(next(iter(ctx.cells.values()))["params"])
-    metric, descending = p["report_metric"], p["report_goal"] == "max"
+    metric, descending, replicate = p["report_metric"], p["report_goal"] == "max", p["report_replicates"]
     numeric = list(  # every numeric metric any cell has, in first-seen order
         dict.fromkeys(
             k
             for r in rows
             for k, v in r.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in keys
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in (*keys, "seed")
         )
     )
     write_table(
@@ -40,19 +47,25 @@ def run(ctx: Context) -> dict:
         first=("cell",),
         descending=descending,
     )
-    summary = replicate_summary(rows, keys, p["report_replicates"], numeric)
+    summary = replicate_summary(rows, keys, replicate, numeric, fixed=FIXED)
+    reference = reference_params(ctx, p["report_reference"])
+    summary = compare_with_reference(summary, rows, keys, replicate, metric, reference)
     table = write_table(
-        summary, ctx.out / "summary", sort_by=metric, first=("cell", "replicates"), descending=descending
+        summary,
+        ctx.out / "summary",
+        sort_by=metric,
+        first=("cell", metric, f"{metric}_sd", f"{metric}_diff", f"{metric}_diff_lo", f"{metric}_diff_hi", *LEAD),
+        descending=descending,
     )
-    write_ablations(ctx, summary, [k for k in keys if k != p["report_replicates"]], metric)
+    write_ablations(ctx, rows, summary, replicate, metric)
     bar_plot(
         summary,
         metric,
         ctx.out / f"{metric}.png",
         title=f"{ctx.study}: {metric} (mean ± s.d.)",
-        reference=rows[0].get("chance"),
+        floors={f: rows[0][f] for f in FLOORS if rows[0].get(f) is not None},
         best_first=descending,
     )
     curves_plot(rows, ctx.out / "train_curves.png", ctx.study)
     best = table.row(0, named=True)
-    return {"cells": len(rows), "best": best["cell"], f"best_{metric}": best[metric]}
+    return {"cells": len(rows), "best": best["cell"], f"best_{metric}": best[metric], "best_n": best["n"]}

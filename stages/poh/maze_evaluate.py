@@ -1,4 +1,5 @@
-"""evaluate: greedy roll-outs on held-out mazes: accuracy, optimality (≤ 1.05 × BFS), exact."""
+"""evaluate: greedy roll-outs on held-out mazes: accuracy, optimality (≤ 1.05 × BFS), exact,
+junction accuracy with its chance, and the floor: the same roll-out on random scores."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def run(ctx: Context) -> dict:
     import torch
 
     from studies.poh.maze_models import MazeConfig, build_maze_model
-    from studies.poh.maze_task import evaluate_maze
+    from studies.poh.maze_task import evaluate_maze, random_rollout_floor
 
     torch.set_num_threads(ctx.threads)
     test = load_split(ctx, "test")
@@ -25,4 +26,5 @@ def run(ctx: Context) -> dict:
         return build_maze_model(replace(MazeConfig(**size), n=int(test["n"])), cfg["kind"])
 
     model, _ = load_trained(ctx.input("train"), build)
-    return {f"test_{k}": v for k, v in evaluate_maze(model, test).items()}
+    metrics = evaluate_maze(model, test) | random_rollout_floor(test, seed=0)
+    return {f"test_{k}": v for k, v in metrics.items()}

@@ -79,4 +79,12 @@ def run(ctx: Context) -> dict:
     model, history, metrics = run_sudoku_cell(cfg, load_split(ctx, "train"), load_split(ctx, "val"))
     save_trained(ctx.out, model, cfg["model"], history["train"])
     (ctx.out / "val_history.json").write_text(json.dumps(history["eval"]))
-    return metrics
+    return metrics | {"note": cell_note(p)}
+
+
+def cell_note(p) -> str:
+    """What a cell's label does not say: α-gated injection with ``mean`` aggregation averages
+    routing weights that always sum to 1 over H heads, so it is a fixed 1/H broadcast."""
+    if p["model_kind"] == "hrm" and p["injection"] == "alpha_gated" and p["alpha_agg"] == "mean":
+        return "alpha mean = fixed 1/H broadcast"
+    return ""

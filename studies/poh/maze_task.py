@@ -227,6 +227,24 @@ def evaluate_maze(model: nn.Module, data: dict, batch_size: int = 64, task: Maze
     return metrics
 
 
+def random_rollout_floor(data: dict, seed: int = 0, draws: int = 8) -> dict:
+    """The floor of the greedy roll-out: ``random_acc`` and ``random_opt``, the mean over
+    ``draws`` seeded draws of acc and opt when every next-cell score is uniformly random. The
+    same rules as ``evaluate_maze`` (connected, unvisited first; n² moves), on the same mazes,
+    so a model must beat this, not 0, to have learned anything."""
+    d = as_tensors(data)
+    n, N, M = d["n"], d["n"] * d["n"], len(d["start"])
+    gen = torch.Generator().manual_seed(seed)
+    acc, opt = [], []
+    for _ in range(draws):
+        scores = torch.rand(M, N, N, generator=gen)
+        reached, length, _ = greedy_rollout(scores, d["walls"], d["start"], d["goal"], n)
+        m = maze_metrics(reached, length, d["path_len"])
+        acc.append(m["acc"])
+        opt.append(m["opt"])
+    return {"random_acc": sum(acc) / draws, "random_opt": sum(opt) / draws}
+
+
 def run_maze_cell(cfg: dict, train_data: dict, val_data: dict, progress: bool = True):
     """Train one cell → (model with the kept state, history, metrics).
 
@@ -260,7 +278,7 @@ def run_maze_cell(cfg: dict, train_data: dict, val_data: dict, progress: bool = 
         **{f"final_val_{k}": final.get(k) for k in ("acc", "opt", "exact_opt", "loss")},
         "best_step": best.get("step"),
         "restored_best": result.restored,
-        "n_params": sum(p.numel() for p in model.parameters()),
+        "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "kind": kind,
         "steps": loop.steps,
         "seed": loop.seed,

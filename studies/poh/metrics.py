@@ -52,6 +52,25 @@ def sudoku_metrics(preds, puzzles, solutions) -> dict:
     }
 
 
+def candidate_uniform_acc(puzzles, solutions) -> float:
+    """The floor a solver must beat beyond chance (1/9): the expected blank-cell accuracy of
+    guessing uniformly among the digits the givens allow (not in the cell's row, column or
+    box), pooled over blank cells as ``cell_acc`` is: mean of 1/|allowed| where the solution
+    digit is allowed (always, for a valid puzzle), 0 where it is not."""
+    puzzles, solutions = (_np(a).astype(np.int64).reshape(-1, 9, 9) for a in (puzzles, solutions))
+    given = np.eye(10, dtype=bool)[puzzles][..., 1:]  # [N, 9, 9, 9]: digit d+1 given at the cell
+    rows, cols = given.any(2, keepdims=True), given.any(1, keepdims=True)
+    boxes = given.reshape(-1, 3, 3, 3, 3, 9).any((2, 4), keepdims=True)
+    boxes = np.broadcast_to(boxes, (len(puzzles), 3, 3, 3, 3, 9)).reshape(-1, 9, 9, 9)
+    allowed = ~(rows | cols | boxes)  # [N, 9, 9, 9]
+    blank = puzzles == 0
+    if not blank.any():
+        return float("nan")
+    truth = np.take_along_axis(allowed, (solutions - 1)[..., None].clip(0, 8), -1)[..., 0]
+    per_cell = truth / np.maximum(allowed.sum(-1), 1)
+    return float(per_cell[blank].mean())
+
+
 def maze_metrics(reached, length, bfs_length, tol: float = MAZE_OPT_TOL) -> dict:
     """reached bool [N]; length, bfs_length cells [N] → acc, opt, exact_opt, the mean
     length ratio over reached mazes (nan if none), and ``n``."""

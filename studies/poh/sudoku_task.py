@@ -186,7 +186,7 @@ def run_sudoku_cell(cfg: dict, train_data: dict, val_data: dict, progress: bool 
         "final_val_loss": final.get("loss"),
         "restored_best": result.restored,
         "convention": "blank_cells",
-        "n_params": sum(p.numel() for p in model.parameters()),
+        "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "steps": loop.steps,
         "warmup_steps": loop.warmup_steps,
         "seed": loop.seed,

@@ -1,10 +1,14 @@
-"""Report helpers on fixed rows: replicate averaging and the one-factor-at-a-time view."""
+"""Report helpers on fixed rows: replicate averaging, differences from a reference with their
+95 % CI, the one-factor-at-a-time view, the still-improving flag, and the t quantiles."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 
-from studies.report import one_factor_bars, one_factor_rows, replicate_summary
+from stages.common.report_rows import reference_params, still_improving
+from studies.report import compare_with_reference, one_factor_bars, one_factor_rows, replicate_summary
+from studies.stats import difference_ci, t_cdf, t_quantile
 
 BASE = {"k": 64, "window": 32, "stride": 16, "beta": None, "attention": "ska"}
 
@@ -25,7 +29,7 @@ def test_replicate_summary_averages_cells_differing_only_in_the_seed():
     assert set(summary) == {"k=64", "sdpa"}
     assert summary["k=64"]["ppl"] == 12.0
     assert summary["k=64"]["ppl_sd"] == pytest.approx(math.sqrt(8.0))  # sample s.d. of 10, 14
-    assert summary["sdpa"]["replicates"] == 2 and summary["sdpa"]["ppl"] == 25.0
+    assert summary["sdpa"]["n"] == 2 and summary["sdpa"]["ppl"] == 25.0
     assert "seed" not in summary["sdpa"]
 
 
@@ -71,5 +75,118 @@ def test_replicate_summary_leaves_a_metric_empty_where_no_cell_has_it():
         _row("s", named=True, attention="sdpa"),
     ]
     summary = {r["cell"]: r for r in replicate_summary(rows, [*BASE, "seed"], "seed", ["ppl", "gate"])}
-    assert summary["a"]["gate"] == 0.1 and summary["a"]["gate_sd"] == 0.0  # one of two cells has it
+    assert summary["a"]["gate"] == 0.1 and summary["a"]["gate_sd"] is None  # one of two cells has it
     assert summary["s"]["gate"] is None and summary["s"]["gate_sd"] is None
+
+
+def test_one_seed_has_no_standard_deviation_but_says_n_1():
+    """n = 1 gives a missing s.d. (not ± 0): one run says nothing about spread."""
+    (row,) = replicate_summary([_row("a", seed=0, ppl=10.0)], [*BASE, "seed"], "seed", ["ppl"])
+    assert row["n"] == 1 and row["ppl"] == 10.0 and row["ppl_sd"] is None
+    with pytest.raises(ValueError, match="replicate count"):
+        replicate_summary([_row("a", seed=0, n=32)], [*BASE, "seed"], "seed", ["n"])
+
+
+def test_fixed_metrics_are_averaged_without_a_spread():
+    rows = [_row("a0", seed=0, ppl=10.0, n_params=5), _row("a1", seed=1, ppl=12.0, n_params=5)]
+    (row,) = replicate_summary(rows, [*BASE, "seed"], "seed", ["ppl", "n_params"], fixed=("n_params",))
+    assert row["n_params"] == 5 and "n_params_sd" not in row and row["ppl_sd"] == pytest.approx(math.sqrt(2))
+
+
+def test_flags_and_agreeing_text_columns_survive_the_summary():
+    rows = [
+        _row("a0", seed=0, still_improving=True, note="x", tag="p"),
+        _row("a1", seed=1, still_improving=False, note="x", tag="q"),
+    ]
+    (row,) = replicate_summary(rows, [*BASE, "seed"], "seed", ["ppl"])
+    assert row["still_improving"] == "1/2" and row["note"] == "x" and "tag" not in row
+
+
+@pytest.mark.parametrize(("df", "want"), [(1, 12.706), (2, 4.303), (4, 2.776), (10, 2.228), (30, 2.042)])
+def test_t_quantile_matches_the_tables(df, want):
+    assert t_quantile(0.975, df) == pytest.approx(want, abs=1e-3)
+    assert t_quantile(0.025, df) == pytest.approx(-want, abs=1e-3)
+
+
+def test_t_quantile_tends_to_the_normal_and_inverts_the_cdf():
+    assert t_quantile(0.975, 1e6) == pytest.approx(1.95996, abs=1e-4)
+    assert t_cdf(t_quantile(0.9, 3.7), 3.7) == pytest.approx(0.9, abs=1e-10)  # a fractional Welch df
+    assert t_cdf(0.0, 5) == pytest.approx(0.5)
+
+
+def test_paired_interval_by_hand_when_both_sides_share_the_seeds():
+    """Per-seed differences 1, 1.5, 2: mean 1.5, s.d. 0.5, half-width t(0.975, 2)·0.5/√3."""
+    d = difference_ci({0: 1.0, 1: 2.0, 2: 3.0}, {0: 0.0, 1: 0.5, 2: 1.0})
+    half = 4.302653 * 0.5 / math.sqrt(3)
+    assert d["ci"] == "paired" and d["diff"] == pytest.approx(1.5)
+    assert (d["lo"], d["hi"]) == (pytest.approx(1.5 - half), pytest.approx(1.5 + half))
+    assert d["finding"] == "yes"  # n = 3 each side and the CI excludes 0
+
+
+def test_welch_interval_by_hand_when_the_seeds_differ():
+    """Variances 1 and 0.25 over 3 each: se² = 1/3 + 1/12, Welch df = 2.941."""
+    d = difference_ci({0: 1.0, 1: 2.0, 2: 3.0}, {3: 0.0, 4: 0.5, 5: 1.0})
+    se = math.sqrt(1 / 3 + 1 / 12)
+    df = (5 / 12) ** 2 / ((1 / 3) ** 2 / 2 + (1 / 12) ** 2 / 2)
+    assert df == pytest.approx(2.941, abs=1e-3)
+    assert d["ci"] == "welch" and d["hi"] - d["diff"] == pytest.approx(t_quantile(0.975, df) * se)
+    assert d["lo"] < 0 < d["hi"] and d["finding"] == "no"  # the same means, unpaired: not a finding
+
+
+def test_no_interval_below_two_per_side_and_no_finding_below_three():
+    one = difference_ci({0: 5.0}, {0: 1.0, 1: 2.0})
+    assert one["diff"] == pytest.approx(3.5) and one["lo"] is None and one["ci"] is None and one["finding"] == "no"
+    two = difference_ci({0: 10.0, 1: 11.0}, {0: 1.0, 1: 2.0})  # a clear gap, but n = 2
+    assert two["lo"] > 0 and two["finding"] == "no"
+
+
+def test_compare_with_reference_names_the_reference_and_pairs_by_seed():
+    rows = [
+        *(_row(f"k=64,seed={s}", seed=s, ppl=p) for s, p in enumerate((100.0, 102.0, 101.0))),
+        *(_row(f"sdpa{s}", named=True, attention="sdpa", seed=s, ppl=p) for s, p in enumerate((90.0, 91.0, 90.5))),
+        _row("k=32,seed=0", k=32, seed=0, ppl=120.0),
+    ]
+    keys = [*BASE, "seed"]
+    summary = replicate_summary(rows, keys, "seed", ["ppl"])
+    out = {
+        r["cell"]: r for r in compare_with_reference(summary, rows, keys, "seed", "ppl", {**BASE, "attention": "sdpa"})
+    }
+    assert out["sdpa0"]["finding"] == "ref" and out["sdpa0"]["ppl_diff"] == 0.0 and out["sdpa0"]["ppl_diff_lo"] is None
+    base = out["k=64"]  # per-seed differences 10, 11, 10.5
+    assert base["vs"] == "sdpa0" and base["ci"] == "paired" and base["ppl_diff"] == pytest.approx(10.5)
+    assert base["ppl_diff_lo"] == pytest.approx(10.5 - 4.302653 * 0.5 / math.sqrt(3)) and base["finding"] == "yes"
+    assert out["k=32"]["ppl_diff"] == pytest.approx(120 - 90.5) and out["k=32"]["ppl_diff_lo"] is None
+    with pytest.raises(ValueError, match="no cell has the reference params"):
+        compare_with_reference(summary, rows, keys, "seed", "ppl", {**BASE, "attention": "flash"})
+
+
+def test_one_factor_rows_carry_the_change_ci_and_n():
+    rows = [
+        *(_row(f"base,seed={s}", seed=s, ppl=p) for s, p in enumerate((100.0, 101.0, 102.0))),
+        *(_row(f"k=32,seed={s}", k=32, seed=s, ppl=p) for s, p in enumerate((100.4, 101.4, 102.4))),
+    ]
+    keys = [*BASE, "seed"]
+    summary = compare_with_reference(replicate_summary(rows, keys, "seed", ["ppl"]), rows, keys, "seed", "ppl", BASE)
+    base, k32 = one_factor_rows(summary, BASE, list(BASE), "ppl")
+    assert base["is_base"] and base["n"] == 3 and base["ppl_change"] == 0.0 and base["finding"] == "ref"
+    # the same 0.4 shift on every seed: a paired CI of zero width, a finding though tiny
+    assert k32["ppl_change"] == pytest.approx(0.4) and k32["ppl_change_lo"] == pytest.approx(0.4)
+    assert k32["n"] == 3 and k32["finding"] == "yes"
+
+
+def test_still_improving_when_the_best_state_is_the_last_step():
+    assert still_improving({"best_step": 1499, "steps": 1500}) is True
+    assert still_improving({"best_step": 999, "steps": 1500}) is False
+    assert still_improving({"steps": 1500}) is None  # no best kept: nothing to say
+
+
+def test_reference_is_base_or_a_named_cell_and_says_which_names_exist():
+    ctx = SimpleNamespace(
+        study="toy",
+        base=BASE,
+        cells={"k=32": {"named": False, "params": {**BASE, "k": 32}}, "sdpa": {"named": True, "params": {"k": 1}}},
+    )
+    assert reference_params(ctx, "base") is BASE
+    assert reference_params(ctx, "sdpa") == {"k": 1}
+    with pytest.raises(ValueError, match=r"report_reference='k=32'.*\(sdpa\)"):
+        reference_params(ctx, "k=32")

@@ -18,6 +18,7 @@ from studies.poh.maze_task import (
     masked_smoothed_ce,
     maze_keys,
     maze_loss,
+    random_rollout_floor,
     run_maze_cell,
     split_mazes,
 )
@@ -184,3 +185,30 @@ def test_baseline_learns_5x5_mazes_beyond_random_rollouts():
     assert final["junction_acc"] > final["junction_chance"] + 0.07, final
     assert final["opt"] > chance["opt"] + 0.08, (final, chance)
     assert history["train"][-1]["ce"] < history["train"][0]["ce"]
+
+
+def test_random_rollout_floor_on_a_hand_maze():
+    """BRANCHY from 0 to 8: the first choice (1 or 3) decides; 3 leads straight down the
+    5-cell BFS path, 1 into the top row's dead ends and back (longer than 1.05 × 5). With random
+    scores that is a coin flip: random_opt → 0.5 over 400 copies; a corridor is always solved."""
+    walls = np.array([BRANCHY] * 400, np.uint8)
+    data = {
+        "walls": walls,
+        "start": np.zeros(400, int),
+        "goal": np.full(400, 8),
+        "path": np.array([[0, 3, 6, 7, 8]] * 400),
+        "path_len": np.full(400, 5),
+        "n": 3,
+    }
+    floor = random_rollout_floor(data, seed=0, draws=1)
+    assert floor["random_opt"] == pytest.approx(0.5, abs=0.075)
+    assert floor["random_acc"] >= floor["random_opt"]
+    assert random_rollout_floor(data, seed=0, draws=1) == floor  # seeded
+    line = walls_from_path(3, [0, 1, 2, 5, 4, 3, 6, 7, 8])
+    corridor = {
+        **data,
+        "walls": np.array([line] * 400, np.uint8),
+        "path": np.array([[0, 1, 2, 5, 4, 3, 6, 7, 8]] * 400),
+    }
+    corridor["path_len"] = np.full(400, 9)
+    assert random_rollout_floor(corridor, seed=1, draws=2) == {"random_acc": 1.0, "random_opt": 1.0}

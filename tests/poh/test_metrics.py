@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from studies.poh.metrics import SUDOKU_CONVENTION, maze_metrics, sudoku_metrics
+from studies.poh.metrics import SUDOKU_CONVENTION, candidate_uniform_acc, maze_metrics, sudoku_metrics
 
 
 def solved_grid() -> np.ndarray:
@@ -80,3 +80,29 @@ def test_maze_metrics_by_hand():
 def test_maze_metrics_with_nothing_reached():
     m = maze_metrics(np.zeros(3, bool), [9, 9, 9], [9, 9, 9])
     assert m["acc"] == m["opt"] == m["exact_opt"] == 0.0 and math.isnan(m["len_ratio"])
+
+
+def test_candidate_uniform_floor_on_hand_built_puzzles():
+    """One blank: its digit is forced (1.0). Rows 0 and 1 blank: each column lacks exactly the
+    two digits of those rows, and the box rows they sit in are blank too: 1/2 per cell. An
+    empty grid: 1/9, chance itself."""
+    sol = solved_grid()
+    one = sol.copy()
+    one[40] = 0
+    assert candidate_uniform_acc(one[None], sol[None]) == pytest.approx(1.0)
+    rows01 = sol.copy()
+    rows01[:18] = 0
+    assert candidate_uniform_acc(rows01[None], sol[None]) == pytest.approx(0.5)
+    assert candidate_uniform_acc(np.zeros((1, 81), int), sol[None]) == pytest.approx(1 / 9)
+    # pooled over blank cells, as cell_acc is: 1 blank at 1.0 and 18 at 0.5
+    assert candidate_uniform_acc(np.stack([one, rows01]), np.stack([sol, sol])) == pytest.approx((1 + 9) / 19)
+
+
+def test_candidate_uniform_floor_counts_rows_columns_and_boxes():
+    """One given (cell 10): its 20 peers (8 in its row, 8 in its column, 4 more in its box)
+    allow 8 digits, the other 60 blanks all 9."""
+    sol = solved_grid()
+    puz = np.zeros(81, int)
+    puz[10] = sol[10]
+    want = (20 / 8 + 60 / 9) / 80
+    assert candidate_uniform_acc(puz[None], sol[None]) == pytest.approx(want)
