@@ -76,7 +76,7 @@ def run(ctx: Context) -> dict:
         lr=p["lr"],
         warmup_steps=p["warmup_steps"],
         seed=p["train_seed"],
-    )
+    ).history["train"]  # no val here: the loop keeps the last state
     save_trained(ctx.out, model, config, history)
     return {
         "n_params": model.n_params(),
