@@ -11,6 +11,10 @@ penultimate features (global-max-pooled, 64-d) are used. Numbers are therefore c
 only between runs that share the feature net (same data, steps and seed), never with
 published Inception FIDs.
 
+The floor: FID is biased upward at finite sample counts, so even two sets of real images score
+above 0. ``real_vs_real_fid`` measures that floor at the model's sample count n (real[:n], the
+set samples are compared with, against the disjoint real[n:2n]); a model is read against it.
+
 Matrix square root: scipy is not installed, so the trace term uses symmetric eigendecompositions
 in float64: Σ_r^½ from eigh(Σ_r) (eigenvalues clamped at 0), then the eigenvalues λ of the
 symmetric PSD product M = Σ_r^½ Σ_f Σ_r^½, and tr M^½ = Σ √max(λ, 0). M is symmetrised
