@@ -1,11 +1,17 @@
 """train: a DDPM (ε-prediction, cosine schedule) whose denoiser is SKA or SDPA attention.
 
 The SKA bank is built from the noisy input x_t inside the denoiser, never from x_0.
+Checkpoint selection reads the val split only: val ε-MSE (5 timesteps, noise seeded by
+train_seed) every ``eval_every`` steps and at the end, the lowest kept (``val_history.json``
+holds every evaluation). The test split is not read.
 """
 
 from __future__ import annotations
 
+import json
+
 from pipeline.spec import Context, StageSpec
+from stages.common.images import load_split
 from stages.common.trained import final_loss, save_trained
 
 MODEL_KEYS = (
@@ -26,7 +32,7 @@ MODEL_KEYS = (
     "hash_seed",
     "backend",
 )
-TRAIN_KEYS = ("steps", "batch_size", "lr", "warmup_steps", "train_seed")
+TRAIN_KEYS = ("steps", "batch_size", "lr", "warmup_steps", "train_seed", "eval_every")
 
 SPEC = StageSpec(
     name="train",
@@ -47,25 +53,33 @@ def run(ctx: Context) -> dict:
     import torch
 
     from studies.ska.diffusion import train_diffusion
+    from studies.ska.vit import fit_seconds
 
     torch.set_num_threads(ctx.threads)
     p = ctx.params
     config = {k: p[k] for k in MODEL_KEYS}
     torch.manual_seed(p["train_seed"])
     model = build_model(config)
-    x = torch.load(ctx.input("images") / "images.pt", weights_only=True)["train_x"]
-    history = train_diffusion(
+    images = ctx.input("images")
+    result = train_diffusion(
         model,
-        x,
+        load_split(images, "train")[0],
+        load_split(images, "val")[0],
         steps=p["steps"],
         batch_size=p["batch_size"],
         lr=p["lr"],
         warmup_steps=p["warmup_steps"],
+        eval_every=p["eval_every"],
         seed=p["train_seed"],
     )
-    save_trained(ctx.out, model, config, history)
+    save_trained(ctx.out, model, config, result.history["train"])
+    (ctx.out / "val_history.json").write_text(json.dumps(result.history["eval"]))
     return {
         "n_params": model.n_params(),
-        "train_loss": final_loss(history),
-        "train_s": history[-1]["time_s"],
+        "train_loss": final_loss(result.history["train"]),
+        **fit_seconds(result),
+        "best_step": result.best["step"],
+        "best_val_eps_mse": result.best["eps_mse"],
+        "final_val_eps_mse": result.final["eps_mse"],
+        "restored_best": result.restored,
     }

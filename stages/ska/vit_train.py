@@ -1,12 +1,17 @@
 """train: a tiny ViT per cell, SKA over patch banks or the SDPA baseline.
 
 The SKA bank of each batch is built from that batch's images inside the model (one atom
-per patch: position and a brightness bit); it is cheap, so it is not cached.
+per patch: position and a brightness bit); it is cheap, so it is not cached. Checkpoint
+selection reads the val split only: val top-1 every ``eval_every`` steps and at the end, the
+best state kept (``val_history.json`` holds every evaluation). The test split is not read.
 """
 
 from __future__ import annotations
 
+import json
+
 from pipeline.spec import Context, StageSpec
+from stages.common.images import load_split
 from stages.common.trained import final_loss, save_trained
 
 MODEL_KEYS = (
@@ -29,10 +34,11 @@ MODEL_KEYS = (
     "backend",
 )
 TRAIN_KEYS = ("steps", "batch_size", "lr", "warmup_steps", "weight_decay", "train_seed")
+SELECT_KEYS = ("eval_every", "eval_batch_size")  # val top-1 for checkpoint selection
 
 SPEC = StageSpec(
     name="train",
-    reads=MODEL_KEYS + TRAIN_KEYS,
+    reads=MODEL_KEYS + TRAIN_KEYS + SELECT_KEYS,
     needs=("images",),
     code=("studies.ska.vit",),
     choices={
@@ -44,13 +50,6 @@ SPEC = StageSpec(
 )
 
 
-def load_images(ctx: Context, split: str):
-    import torch
-
-    data = torch.load(ctx.input("images") / "images.pt", weights_only=True)
-    return data[f"{split}_x"], data[f"{split}_y"]
-
-
 def build_model(config: dict):
     from studies.ska.vit import ViT, ViTConfig
 
@@ -60,29 +59,39 @@ def build_model(config: dict):
 def run(ctx: Context) -> dict:
     import torch
 
-    from studies.ska.vit import train_classifier
+    from studies.ska.vit import fit_seconds, train_classifier
 
     torch.set_num_threads(ctx.threads)
     p = ctx.params
     config = {k: p[k] for k in MODEL_KEYS}
     torch.manual_seed(p["train_seed"])  # initial weights
     model = build_model(config)
-    x, y = load_images(ctx, "train")
-    history = train_classifier(
+    x, y = load_split(ctx.input("images"), "train")
+    result = train_classifier(
         model,
         x,
         y,
+        load_split(ctx.input("images"), "val"),
         steps=p["steps"],
         batch_size=p["batch_size"],
         lr=p["lr"],
         warmup_steps=p["warmup_steps"],
         weight_decay=p["weight_decay"],
+        eval_every=p["eval_every"],
+        eval_batch_size=p["eval_batch_size"],
         seed=p["train_seed"],
     )
-    save_trained(ctx.out, model, config, history)
+    save_trained(ctx.out, model, config, result.history["train"])
+    (ctx.out / "val_history.json").write_text(json.dumps(result.history["eval"]))
+    seconds = fit_seconds(result)
     return {
         "n_params": model.n_params(),
-        "train_loss": final_loss(history),
-        "train_s": history[-1]["time_s"],
-        "train_imgs_per_s": p["steps"] * p["batch_size"] / history[-1]["time_s"],
+        "train_loss": final_loss(result.history["train"]),
+        **seconds,
+        "train_imgs_per_s": p["steps"] * p["batch_size"] / seconds["train_s"],
+        "best_step": result.best["step"],
+        "best_val_top1": result.best["top1"],
+        "final_val_top1": result.final["top1"],
+        "restored_best": result.restored,
+        "n_val": result.best["n"],
     }

@@ -7,8 +7,13 @@ linear gradient, three 1–2 px specks of random colour, and per-pixel Gaussian 
 Classes are balanced exactly (n // 10 each, the first n % 10 classes one more) in a seeded
 order. Because the position, size and colour vary freely, the pixel-space class means are
 blurs and a nearest-class-mean classifier is far from perfect (≈0.3 top-1), while a small
-CNN learns the shapes (test_images.py measures both). Train and test splits come from
-disjoint seed streams: ``image_splits`` uses numpy seeds (seed, 0) and (seed, 1).
+CNN learns the shapes (test_images.py measures both).
+
+Splits (``image_splits``): train, val and test come from the disjoint numpy seed streams
+(seed, 0), (seed, 2) and (seed, 1) (test keeps the stream it had before val existed).
+``cut_train_val`` splits one labelled set (CIFAR-10's train split) into train and val by a
+seeded permutation. ``drop_shared`` enforces disjointness by content: an image byte-identical
+to one of an earlier split is dropped from the later one (real data can hold duplicates).
 
 ``load_cifar10`` reads CIFAR-10 through HF ``datasets`` (hub ``uoft-cs/cifar10``, columns
 ``img`` (PNG) and ``label``), either from the hub or from local parquet files in that
@@ -105,9 +110,35 @@ def make_images(n: int, seed) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
 
 
-def image_splits(n_train: int, n_test: int, seed: int) -> dict[str, tuple[Tensor, Tensor]]:
-    """Train and test sets from the disjoint numpy seed streams (seed, 0) and (seed, 1)."""
-    return {"train": make_images(n_train, (seed, 0)), "test": make_images(n_test, (seed, 1))}
+SPLIT_STREAMS = {"train": 0, "val": 2, "test": 1}  # numpy seed (seed, stream) of each split
+
+
+def image_splits(n_train: int, n_val: int, n_test: int, seed: int) -> dict[str, tuple[Tensor, Tensor]]:
+    """Procedural train, val and test sets from disjoint seed streams (``SPLIT_STREAMS``)."""
+    sizes = {"train": n_train, "val": n_val, "test": n_test}
+    return {name: make_images(sizes[name], (seed, stream)) for name, stream in SPLIT_STREAMS.items()}
+
+
+def cut_train_val(x: Tensor, y: Tensor, n_val: int, seed: int) -> dict[str, tuple[Tensor, Tensor]]:
+    """Train and val from one labelled set: a seeded permutation, the last ``n_val`` rows are val."""
+    if not 0 <= n_val < len(x):
+        raise ValueError(f"n_val={n_val} must be in [0, {len(x)}) for a set of {len(x)} images")
+    order = torch.from_numpy(np.random.default_rng(seed).permutation(len(x)))
+    tr, va = order[: len(x) - n_val], order[len(x) - n_val :]
+    return {"train": (x[tr], y[tr]), "val": (x[va], y[va])}
+
+
+def drop_shared(splits: dict[str, tuple[Tensor, Tensor]]) -> tuple[dict[str, tuple[Tensor, Tensor]], dict[str, int]]:
+    """(splits with no image in two of them, images dropped per split); splits are taken in
+    order and each loses the images byte-identical to one of an earlier split."""
+    seen: set[bytes] = set()
+    kept, dropped = {}, {}
+    for name, (x, y) in splits.items():
+        rows = [bytes(r) for r in x.flatten(1).numpy()]
+        keep = torch.tensor([r not in seen for r in rows], dtype=torch.bool)
+        seen.update(rows)
+        kept[name], dropped[name] = (x[keep], y[keep]), int((~keep).sum())
+    return kept, dropped
 
 
 def to_float(x: Tensor) -> Tensor:

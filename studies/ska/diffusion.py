@@ -27,14 +27,15 @@ import math
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.images import to_signed
-from ..train_loop import lr_at
+from ..train_loop import LoopResult, train
 from .banks import Bank
-from .vit import BackboneConfig, Encoder, adamw, atom_bank, init_weights, patch_atoms, patchify, unpatchify
+from .vit import BackboneConfig, Encoder, atom_bank, init_weights, loop_config, patch_atoms, patchify, unpatchify
 
 MODALITIES = ("image", "text")
 
@@ -113,7 +114,8 @@ class Denoiser(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def n_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        """Trainable parameters (the text table E is a frozen buffer, not counted)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def clean(self, data: Tensor) -> Tensor:
         """x_0 of raw data: images uint8 [B, C, H, W] -> [−1, 1]; token ids [B, L] -> E[ids]."""
@@ -154,6 +156,7 @@ def diffusion_loss(model: Denoiser, x0: Tensor, t: Tensor, eps: Tensor) -> Tenso
 def train_diffusion(
     model: Denoiser,
     data: Tensor,
+    val: Tensor | None = None,
     *,
     steps: int,
     batch_size: int,
@@ -161,29 +164,35 @@ def train_diffusion(
     warmup_steps: int,
     weight_decay: float = 0.0,
     grad_clip: float = 1.0,
+    eval_every: int = 0,
     seed: int = 0,
-) -> list[dict]:
-    """Train in place on raw ``data`` (uint8 images or token ids); t ~ U{0..T−1}, ε ~ N(0, I)."""
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)  # batches, timesteps and noise
+    progress: bool = False,
+) -> LoopResult:
+    """Train in place on raw ``data`` (uint8 images or token ids) with ``studies.train_loop``;
+    per example t ~ U{0..T−1} and ε ~ N(0, I), drawn from the loop's batch generator.
+
+    With ``val`` (raw data), ``eps_mse`` on it (noise seeded by ``seed``, the same at every
+    evaluation, so checkpoints are compared on identical noise) is measured every
+    ``eval_every`` steps and at the end, and the state with the lowest is restored.
+    """
     device = next(model.parameters()).device
-    opt, history, t0 = adamw(model, lr, weight_decay), [], time.perf_counter()
-    model.train()
-    for step in range(steps):
-        idx = torch.randint(len(data), (batch_size,), generator=gen)
-        x0 = model.clean(data[idx].to(device))
-        t = torch.randint(model.cfg.T, (batch_size,), generator=gen).to(device)
-        eps = torch.randn(x0.shape, generator=gen).to(device)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr, warmup_steps)
-        loss = diffusion_loss(model, x0, t, eps)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else math.inf)
-        opt.step()
-        history.append({"step": step, "loss": loss.item(), "lr": opt.param_groups[0]["lr"],
-                        "time_s": time.perf_counter() - t0})  # fmt: skip
-    return history
+    cfg = loop_config(
+        steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, weight_decay=weight_decay,
+        grad_clip=grad_clip, eval_every=eval_every, target="eps_mse" if val is not None else (),
+        target_mode="min", seed=seed,
+    )  # fmt: skip
+
+    def make_batch(idx, rng):
+        x0 = model.clean(data[torch.from_numpy(idx)].to(device))
+        t = torch.from_numpy(rng.integers(0, model.cfg.T, len(idx))).to(device)
+        eps = torch.from_numpy(rng.standard_normal(tuple(x0.shape), dtype=np.float32)).to(device)
+        return x0, t, eps
+
+    def loss_fn(m, batch, step):
+        return diffusion_loss(m, *batch), {}
+
+    evaluate = None if val is None else (lambda m: eps_mse(m, val, seed=seed))
+    return train(model, len(data), make_batch, loss_fn, cfg, evaluate, progress=progress, desc="diffusion")
 
 
 def eval_timesteps(T: int, n: int = 5) -> list[int]:

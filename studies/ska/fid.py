@@ -11,6 +11,10 @@ penultimate features (global-max-pooled, 64-d) are used. Numbers are therefore c
 only between runs that share the feature net (same data, steps and seed), never with
 published Inception FIDs.
 
+The floor: FID is biased upward at finite sample counts, so even two sets of real images score
+above 0. ``real_vs_real_fid`` measures that floor at the model's sample count n (real[:n], the
+set samples are compared with, against the disjoint real[n:2n]); a model is read against it.
+
 Matrix square root: scipy is not installed, so the trace term uses symmetric eigendecompositions
 in float64: Σ_r^½ from eigh(Σ_r) (eigenvalues clamped at 0), then the eigenvalues λ of the
 symmetric PSD product M = Σ_r^½ Σ_f Σ_r^½, and tr M^½ = Σ √max(λ, 0). M is symmetrised
@@ -27,8 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.images import to_float
-from ..train_loop import lr_at
-from .vit import adamw
+from ..train_loop import train
+from .vit import loop_config
 
 FEATURE_DIM = 64
 
@@ -61,20 +65,29 @@ class FeatureNet(nn.Module):
 def train_feature_net(
     x: Tensor, y: Tensor, steps: int, seed: int, batch_size: int = 64, lr: float = 2e-3
 ) -> FeatureNet:
-    """A FeatureNet trained to classify (x, y) for ``steps`` AdamW steps; returned in eval mode."""
+    """A FeatureNet trained to classify (x, y) for ``steps`` AdamW steps (warm-up 5 %, no weight
+    decay, no clipping) with ``studies.train_loop``; the last state, returned in eval mode."""
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
     net = FeatureNet(n_classes=int(y.max()) + 1, channels=x.shape[1])
-    opt = adamw(net, lr, weight_decay=0.0)
-    for step in range(steps):
-        idx = torch.randint(len(x), (batch_size,), generator=gen)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr, max(1, steps // 20))
-        loss = F.cross_entropy(net(x[idx]), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    cfg = loop_config(
+        steps=steps, warmup_steps=max(1, steps // 20) if steps > 1 else 0, batch_size=batch_size, lr=lr,
+        weight_decay=0.0, grad_clip=0.0, seed=seed,
+    )  # fmt: skip
+
+    def make_batch(idx, rng):
+        idx = torch.from_numpy(idx)
+        return x[idx], y[idx]
+
+    train(net, len(x), make_batch, lambda m, b, step: (F.cross_entropy(m(b[0]), b[1]), {}), cfg, progress=False)
     return net.eval()
+
+
+def real_vs_real_fid(net: FeatureNet, real: Tensor, n: int, batch_size: int = 512) -> float:
+    """The FID floor at sample count ``n``: FID between real[:n] (the set a model's samples are
+    compared with) and the disjoint real[n : 2n]. A perfect generator scores about this."""
+    if len(real) < 2 * n:
+        raise ValueError(f"the real-vs-real FID at n={n} needs {2 * n} real images, got {len(real)}")
+    return fid(net, real[:n], real[n : 2 * n], batch_size)
 
 
 @torch.no_grad()

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.images import to_float
-from ..train_loop import lr_at
+from ..train_loop import LoopConfig, LoopResult, train
 from .banks import Bank, PaddedBank, add_signatures, build_bank
 from .model import MLP, CausalSelfAttention, LMConfig, SetKernelAttention
 
@@ -220,7 +220,8 @@ class ViT(nn.Module):
         nn.init.normal_(self.pos, std=0.02)
 
     def n_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        """Trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def bank(self, images: Tensor) -> Bank:
         """The SKA bank of ``images`` (uint8 or [0, 1] float [B, C, H, W])."""
@@ -240,18 +241,26 @@ class ViT(nn.Module):
         return self.head(h[:, 0] if self.cls is not None else h.mean(1))
 
 
-def adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with decay on matrices and tables only (not biases, norms, gates)."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    other = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr)
+def loop_config(*, steps: int, warmup_steps: int, **kw) -> LoopConfig:
+    """The shared loop's config from a warm-up given in steps (the SKA params' unit; the loop
+    takes a fraction, and round(warmup_steps / steps · steps) is warmup_steps again)."""
+    if not isinstance(warmup_steps, int) or not 0 <= warmup_steps < steps:
+        raise ValueError(f"warmup_steps={warmup_steps!r} must be an int in [0, steps={steps})")
+    return LoopConfig(steps=steps, warmup_frac=warmup_steps / steps, **kw)
+
+
+def fit_seconds(result: LoopResult) -> dict:
+    """train_s (optimisation only) and eval_s (the periodic validation passes) of a loop run."""
+    at = {r["step"]: r["time_s"] for r in result.history["train"]}
+    eval_s = sum(e["time_s"] - at[e["step"]] for e in result.history["eval"])
+    return {"train_s": result.wall_s - eval_s, "eval_s": eval_s}
 
 
 def train_classifier(
     model: nn.Module,
     x: Tensor,
     y: Tensor,
+    val: tuple[Tensor, Tensor] | None = None,
     *,
     steps: int,
     batch_size: int,
@@ -259,28 +268,31 @@ def train_classifier(
     warmup_steps: int,
     weight_decay: float = 0.05,
     grad_clip: float = 1.0,
+    eval_every: int = 0,
+    eval_batch_size: int = 256,
     seed: int = 0,
-) -> list[dict]:
-    """Train in place (warm-up then cosine to lr/10); one record per step: step, loss, lr, time_s."""
-    torch.manual_seed(seed)  # dropout
-    gen = torch.Generator().manual_seed(seed)  # batch order
-    opt, history, t0 = adamw(model, lr, weight_decay), [], time.perf_counter()
-    device, bs, pos = next(model.parameters()).device, min(batch_size, len(x)), len(x)
-    model.train()
-    for step in range(steps):
-        if pos + bs > len(x):  # a fresh shuffle each epoch, dropping the ragged tail
-            order, pos = torch.randperm(len(x), generator=gen), 0
-        idx, pos = order[pos : pos + bs], pos + bs
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr, warmup_steps)
-        loss = F.cross_entropy(model(x[idx].to(device)), y[idx].to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else math.inf)
-        opt.step()
-        history.append({"step": step, "loss": loss.item(), "lr": opt.param_groups[0]["lr"],
-                        "time_s": time.perf_counter() - t0})  # fmt: skip
-    return history
+    progress: bool = False,
+) -> LoopResult:
+    """Train in place on (x, y) with ``studies.train_loop`` (warm-up, cosine to lr/10, AdamW).
+
+    With ``val`` = (x_val, y_val), val top-1 is measured every ``eval_every`` steps and at the
+    end, and the best state on it is restored; without it the last state is kept.
+    """
+    device = next(model.parameters()).device
+    cfg = loop_config(
+        steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, weight_decay=weight_decay,
+        grad_clip=grad_clip, eval_every=eval_every, target="top1" if val is not None else (), seed=seed,
+    )  # fmt: skip
+
+    def make_batch(idx, rng):
+        idx = torch.from_numpy(idx)
+        return x[idx].to(device), y[idx].to(device)
+
+    def loss_fn(m, batch, step):
+        return F.cross_entropy(m(batch[0]), batch[1]), {}
+
+    evaluate = None if val is None else (lambda m: evaluate_classifier(m, *val, eval_batch_size))
+    return train(model, len(x), make_batch, loss_fn, cfg, evaluate, progress=progress, desc="vit")
 
 
 @torch.no_grad()

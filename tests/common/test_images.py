@@ -1,5 +1,5 @@
 """Procedural images: deterministic, balanced, in range, hard for pixel means, easy for a CNN;
-CIFAR-10 loads from parquet in the hub's format."""
+train / val / test disjoint by content; CIFAR-10 loads from parquet in the hub's format."""
 
 import numpy as np
 import pytest
@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.spec import Context, Params
+from stages.common import images as images_stage
 from studies.data import images
 
 
@@ -20,7 +22,7 @@ def _one_thread():  # tiny models: one intra-op thread is faster on a busy 2-cor
 
 @pytest.fixture(scope="module")
 def splits():
-    return images.image_splits(1000, 500, seed=0)
+    return images.image_splits(1000, 200, 500, seed=0)
 
 
 def test_same_seed_gives_identical_images_and_other_seeds_differ():
@@ -31,11 +33,57 @@ def test_same_seed_gives_identical_images_and_other_seeds_differ():
     assert not torch.equal(x1, x3)
 
 
-def test_train_and_test_come_from_disjoint_streams(splits):
-    (xtr, _), (xte, _) = splits["train"], splits["test"]
-    assert not torch.equal(xtr[:500], xte)
-    flat_tr = {bytes(row) for row in xtr.flatten(1).numpy()}
-    assert not any(bytes(row) in flat_tr for row in xte.flatten(1).numpy())  # no shared image
+def _shared_images(a: torch.Tensor, b: torch.Tensor) -> int:
+    """How many images of ``b`` are byte-identical to one of ``a``."""
+    seen = {bytes(row) for row in a.flatten(1).numpy()}
+    return sum(bytes(row) in seen for row in b.flatten(1).numpy())
+
+
+def test_train_val_and_test_come_from_disjoint_streams(splits):
+    assert {k: len(v[0]) for k, v in splits.items()} == {"train": 1000, "val": 200, "test": 500}
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        assert _shared_images(splits[a][0], splits[b][0]) == 0, (a, b)
+    assert _shared_images(splits["train"][0], splits["train"][0][:7]) == 7  # the check can fire
+    # test keeps its own stream: the same test set whatever the val size
+    assert torch.equal(images.image_splits(10, 3, 500, seed=0)["test"][0], splits["test"][0])
+
+
+def test_cut_train_val_is_a_seeded_disjoint_partition():
+    x, y = images.make_images(50, seed=4)
+    cut = images.cut_train_val(x, y, 12, seed=1)
+    (xt, yt), (xv, yv) = cut["train"], cut["val"]
+    assert len(xt) == 38 and len(xv) == 12 and len(yt) == 38 and len(yv) == 12
+    assert _shared_images(xt, xv) == 0 and _shared_images(x, torch.cat([xt, xv])) == 50  # every row once
+    assert not torch.equal(xv, x[-12:])  # permuted, not the tail
+    assert torch.equal(images.cut_train_val(x, y, 12, seed=1)["val"][0], xv)  # seeded
+    assert not torch.equal(images.cut_train_val(x, y, 12, seed=2)["val"][0], xv)
+    with pytest.raises(ValueError, match="n_val=50"):
+        images.cut_train_val(x, y, 50, seed=0)
+
+
+def test_drop_shared_removes_byte_identical_images_from_the_later_split():
+    x, y = images.make_images(10, seed=5)
+    splits = {"train": (x[:6], y[:6]), "val": (x[4:8], y[4:8]), "test": (x[[0, 7, 8, 9]], y[[0, 7, 8, 9]])}
+    kept, dropped = images.drop_shared(splits)
+    assert dropped == {"train": 0, "val": 2, "test": 2}  # val loses 4, 5; test loses 0 and 7 (in val)
+    assert torch.equal(kept["val"][0], x[6:8]) and torch.equal(kept["val"][1], y[6:8])
+    assert torch.equal(kept["test"][0], x[8:10])
+
+
+def test_images_stage_writes_three_disjoint_splits(tmp_path):
+    values = {"image_source": "procedural", "n_train": 60, "n_val": 20, "n_test": 30, "image_seed": 3}
+    ctx = Context(params=Params(values, "images"), out=tmp_path, upstream=(), study="ska_vit")
+    metrics = images_stage.run(ctx)
+    assert metrics == {
+        "n_train": 60, "n_val": 20, "n_test": 30,
+        "n_val_duplicates_dropped": 0, "n_test_duplicates_dropped": 0, "classes": 10,
+    }  # fmt: skip
+    split = {s: images_stage.load_split(tmp_path, s) for s in images_stage.SPLITS}
+    assert all(x.dtype == torch.uint8 and len(x) == len(y) for x, y in split.values())
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        assert _shared_images(split[a][0], split[b][0]) == 0, (a, b)
+    with pytest.raises(ValueError, match="split='dev'"):
+        images_stage.load_split(tmp_path, "dev")
 
 
 def test_classes_are_balanced_exactly():

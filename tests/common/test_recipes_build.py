@@ -59,7 +59,7 @@ STUDY_TIMEOUT_S = 600  # a hung stage fails its study instead of hanging the ses
 # sets each factor against the base cell (``ablations``), the shrunk grid keeps the base cell.
 LM_TEXT = {"vocab_size": 300, "seq_len": 32, "window": 8, "stride": 4, "minhash_k": 8}
 TINY_MODEL = {"d_model": 16, "n_layers": 1, "n_heads": 2}
-TINY_IMAGES = {"n_train": 64, "n_test": 32}
+TINY_IMAGES = {"n_train": 64, "n_val": 16, "n_test": 32}
 SHRINK: dict[str, dict] = {
     "ska_lm": {
         "params": {**LM_TEXT, **TINY_MODEL, "steps": 2, "batch_size": 4, "warmup_steps": 1, "eval_batch_size": 64},

@@ -1,15 +1,23 @@
-"""DDPM with SKA/SDPA denoisers: schedule, q_sample, banks from x_t only, ε-MSE, DDIM; FID."""
+"""DDPM with SKA/SDPA denoisers: schedule, q_sample, banks from x_t only, ε-MSE, DDIM; FID
+and its real-vs-real floor; selection on val ε-MSE, and the stages: train reads val only,
+evaluate reports test."""
 
 import inspect
 import math
 
 import pytest
 import torch
+import yaml
 
+from pipeline.codehash import ROOT
+from pipeline.spec import Context, Params, Upstream
+from stages.common import images as images_stage
+from stages.common.trained import load_trained
+from stages.ska import diffusion_evaluate, diffusion_train, fid_features
 from studies.data.images import make_images
 from studies.ska import diffusion as dm
 from studies.ska import text_diffusion as td
-from studies.ska.fid import FeatureNet, fid, frechet_distance, gaussian_stats, train_feature_net
+from studies.ska.fid import FeatureNet, fid, frechet_distance, gaussian_stats, real_vs_real_fid, train_feature_net
 
 SMALL = dict(d_model=32, n_layers=2, n_heads=2, minhash_k=16)
 
@@ -118,11 +126,30 @@ def test_eps_mse_decreases_over_a_short_training(make, kw):
     held = make_images(32, seed=2)[0] if image else _text_data(32, seed=2)
     before = dm.eps_mse(model, held, seed=0)
     assert abs(before["eps_mse"] - 1.0) < 0.1  # zero-initialised output: ε̂ = 0
-    dm.train_diffusion(model, train, steps=40, batch_size=16, lr=3e-3, warmup_steps=4, seed=0)
+    result = dm.train_diffusion(model, train, steps=40, batch_size=16, lr=3e-3, warmup_steps=4, seed=0)
+    assert not result.restored and len(result.history["train"]) == 40  # no val: the last state
     after = dm.eps_mse(model, held, seed=0)
     assert after["eps_mse"] < before["eps_mse"] - 0.08, (before, after)  # measured drops 0.15-0.5
     assert set(after) == {f"eps_mse_t{t}" for t in dm.eval_timesteps(100)} | {"eps_mse", "imgs_per_s"}
     assert after == {**dm.eps_mse(model, held, seed=0), "imgs_per_s": after["imgs_per_s"]}  # seeded
+
+
+def test_selection_keeps_the_state_with_the_lowest_val_eps_mse():
+    model = _image_model(attention="sdpa")
+    train, val = make_images(32, seed=1)[0], make_images(12, seed=2)[0]
+    result = dm.train_diffusion(model, train, val, steps=12, batch_size=16, lr=3e-2, warmup_steps=1, eval_every=3)
+    evals = result.history["eval"]
+    assert [e["step"] for e in evals] == [2, 5, 8, 11]
+    assert result.best["eps_mse"] == min(e["eps_mse"] for e in evals)
+    assert dm.eps_mse(model, val, seed=0)["eps_mse"] == result.best["eps_mse"]  # the kept state, same noise
+    print("val eps_mse per evaluation", [round(e["eps_mse"], 4) for e in evals], "restored", result.restored)
+
+
+def test_n_params_counts_trainable_parameters_only():
+    model = _text_model()
+    assert model.n_params() == sum(p.numel() for p in model.parameters())  # the frozen table E is a buffer
+    model.pos.requires_grad_(False)
+    assert model.n_params() == sum(p.numel() for p in model.parameters()) - model.pos.numel()
 
 
 def test_ddim_sampler_shapes_range_and_seed():
@@ -179,6 +206,22 @@ def test_fid_properties(feature_net):
     assert same < 1e-6
     assert abs(halves - fid(feature_net, other, real)) < 1e-6 * max(1.0, halves)  # symmetric
     assert far > 10 * halves and far > halves + 1.0
+
+
+def test_real_vs_real_fid_is_the_floor_between_identical_and_shifted_sets(feature_net):
+    a, _ = make_images(150, seed=(9, 3))
+    b, _ = make_images(150, seed=(9, 4))
+    identical = real_vs_real_fid(feature_net, torch.cat([a, a]), 150)
+    disjoint = real_vs_real_fid(feature_net, torch.cat([a, b]), 150)
+    darker = (b.float() * 0.6).round().to(torch.uint8)  # the same images, a global shift
+    shifted = real_vs_real_fid(feature_net, torch.cat([a, darker]), 150)
+    print(f"real-vs-real FID: identical {identical:.2e}, disjoint {disjoint:.3f}, shifted {shifted:.3f}")
+    assert identical < 1e-6
+    assert 0.0 < disjoint < shifted / 3, (disjoint, shifted)
+    assert disjoint == fid(feature_net, a, b)  # real[:n] against real[n:2n]
+    assert real_vs_real_fid(feature_net, torch.cat([a, b, darker]), 150) == disjoint  # 2n images only
+    with pytest.raises(ValueError, match="needs 300 real images, got 299"):
+        real_vs_real_fid(feature_net, torch.cat([a, b])[:299], 150)
 
 
 def test_gaussian_stats_and_feature_net_shapes():
@@ -274,3 +317,50 @@ def test_text_denoiser_output_depends_on_x_t_not_on_the_x_0_behind_it():
     assert torch.allclose(seen[0][1], seen[1][1], atol=1e-4)  # same ε̂
     assert not torch.isclose(loss_a, loss_b)  # only the target moved
     assert not torch.equal(model.nearest_tokens(x_t), ids_b)  # the atoms are not the clean ids of b
+
+
+# --- the stages: selection reads val only, the report is on test ------------------------
+
+
+def _context(stage, params: dict, out, **upstream):
+    """The Context a node of ``stage`` gets: its declared params, upstream dirs by stage name."""
+    ups = tuple(Upstream(stage=name, slug=name, path=path, cells=("cell",)) for name, path in upstream.items())
+    out.mkdir()
+    values = Params({k: params[k] for k in stage.SPEC.reads}, stage.SPEC.name)
+    return Context(params=values, out=out, upstream=ups, study="t")
+
+
+def _only_splits(src, dst, keep: tuple[str, ...]):
+    """A copy of an images node with only the ``keep`` splits: reading any other is a KeyError."""
+    dst.mkdir()
+    data = torch.load(src / "images.pt", weights_only=True)
+    torch.save({k: v for k, v in data.items() if k.split("_")[0] in keep}, dst / "images.pt")
+    return dst
+
+
+def test_stages_select_on_val_and_report_eps_mse_and_fid_on_test(tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())["studies"]["ska_diffusion"]["params"]
+    params |= {"n_train": 48, "n_val": 12, "n_test": 20, **SMALL, "minhash_k": 8, "T": 20, "fid_steps": 3}
+    params |= {"steps": 6, "batch_size": 16, "warmup_steps": 1, "eval_every": 2, "n_fid_samples": 10, "ddim_steps": 2}
+    images_stage.run(_context(images_stage, params, tmp_path / "images"))
+    no_test = _only_splits(tmp_path / "images", tmp_path / "train_view", ("train", "val"))
+    fid_features.run(_context(fid_features, params, tmp_path / "fid_features", images=no_test))
+    train_metrics = diffusion_train.run(_context(diffusion_train, params, tmp_path / "train", images=no_test))
+    ups = {"images": _only_splits(tmp_path / "images", tmp_path / "eval_view", ("test",))}
+    ups |= {"fid_features": tmp_path / "fid_features", "train": tmp_path / "train"}
+    metrics = diffusion_evaluate.run(_context(diffusion_evaluate, params, tmp_path / "evaluate", **ups))
+
+    model, _ = load_trained(tmp_path / "train", diffusion_train.build_model)
+    val = images_stage.load_split(tmp_path / "images", "val")[0]
+    test = images_stage.load_split(tmp_path / "images", "test")[0]
+    assert train_metrics["best_val_eps_mse"] == dm.eps_mse(model, val, seed=params["train_seed"])["eps_mse"]
+    assert train_metrics["n_params"] == model.n_params() > 0
+    assert metrics["n_test"] == 20
+    assert metrics["eps_mse"] == dm.eps_mse(model, test, seed=params["eval_seed"])["eps_mse"]
+    net = FeatureNet()
+    net.load_state_dict(torch.load(tmp_path / "fid_features" / "feature_net.pt", weights_only=True))
+    assert metrics["fid_real_vs_real"] == fid(net.eval(), test[:10], test[10:20]) > 0
+    assert math.isfinite(metrics["fid_in_pipeline_net"])
+    params["n_fid_samples"] = 11  # the floor needs two disjoint halves of test
+    with pytest.raises(ValueError, match="n_fid_samples=11 needs n_test >= 22"):
+        diffusion_evaluate.run(_context(diffusion_evaluate, params, tmp_path / "evaluate2", **ups))

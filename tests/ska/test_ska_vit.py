@@ -1,8 +1,15 @@
-"""ViT with SDPA or non-causal SKA over patch banks: atoms, banks, shapes, learning, config."""
+"""ViT with SDPA or non-causal SKA over patch banks: atoms, banks, shapes, learning, config;
+checkpoint selection on val, and the stages: train reads val only, evaluate reports test."""
 
 import pytest
 import torch
+import yaml
 
+from pipeline.codehash import ROOT
+from pipeline.spec import Context, Params, Upstream
+from stages.common import images as images_stage
+from stages.common.trained import load_trained
+from stages.ska import vit_evaluate, vit_train
 from studies.data.images import make_images
 from studies.ska.model import CausalLM, LMConfig
 from studies.ska.vit import (
@@ -99,7 +106,7 @@ def test_lm_stays_causal_with_the_shared_ska_layer():
 def test_both_attentions_reduce_training_loss(case):
     x, y = make_images(32, seed=2)
     model = _model(**CASES[case])
-    hist = train_classifier(model, x, y, steps=30, batch_size=16, lr=1e-2, warmup_steps=3, seed=0)
+    hist = train_classifier(model, x, y, steps=30, batch_size=16, lr=1e-2, warmup_steps=3, seed=0).history["train"]
     first, last = sum(r["loss"] for r in hist[:3]) / 3, sum(r["loss"] for r in hist[-3:]) / 3
     assert last < first - 0.2, (first, last)  # measured drops 0.30-0.39
 
@@ -109,11 +116,26 @@ def test_training_and_evaluation_are_deterministic():
     runs = []
     for _ in range(2):
         model = _model(attention="ska")
-        hist = train_classifier(model, x, y, steps=4, batch_size=8, lr=1e-3, warmup_steps=1, seed=7)
+        hist = train_classifier(model, x, y, steps=4, batch_size=8, lr=1e-3, warmup_steps=1, seed=7).history["train"]
         runs.append(([r["loss"] for r in hist], evaluate_classifier(model, x, y, batch_size=10)))
     assert runs[0][0] == runs[1][0]
     assert runs[0][1]["top1"] == runs[1][1]["top1"] and runs[0][1]["loss"] == runs[1][1]["loss"]
     assert set(runs[0][1]) == {"top1", "loss", "imgs_per_s", "n"} and runs[0][1]["n"] == 24
+
+
+def test_selection_keeps_the_state_with_the_best_val_top1():
+    """Val labels planted one class off the train labels: the better the model fits train, the
+    worse its val top-1, so the kept state is an early one, and it is the one saved."""
+    x, y = make_images(40, seed=5)
+    val = (x[:20], (y[:20] + 1) % 10)
+    model = _model(attention="sdpa")
+    result = train_classifier(model, x, y, val, steps=24, batch_size=20, lr=1e-2, warmup_steps=2, eval_every=4)
+    evals = result.history["eval"]
+    assert [e["step"] for e in evals] == [3, 7, 11, 15, 19, 23] and all(e["n"] == 20 for e in evals)
+    best = max(evals, key=lambda e: e["top1"])  # first of the ties, as the loop keeps strict gains
+    assert result.best["step"] == best["step"] < 23 and result.restored
+    assert result.final["top1"] < result.best["top1"], evals
+    assert evaluate_classifier(model, *val)["top1"] == result.best["top1"]  # the restored state
 
 
 def test_param_counts_differ_only_by_the_mixing_part():
@@ -122,6 +144,8 @@ def test_param_counts_differ_only_by_the_mixing_part():
     attn = 4 * D * D + 4 * D + 2 * D  # qkv + out, with biases + its LayerNorm
     ska_layer = 6 * D * D + 1 + 2 * D  # A, B, W_V, W_g, W_d, W_o + rho + its LayerNorm
     assert sdpa.n_params() - L * attn == ska.n_params() - L * ska_layer - 128 * D  # + atom table
+    sdpa.head.weight.requires_grad_(False)
+    assert sdpa.n_params() == sum(p.numel() for p in sdpa.parameters()) - D * 10  # trainable only
 
 
 @pytest.mark.parametrize(
@@ -165,3 +189,42 @@ def test_ska_usage_reruns_the_metric_with_every_set_branch_off():
         p.data.fill_(-float("inf"))  # gate exactly 0: the same as switching the branch off
     assert usage["loss_without_ska"] == pytest.approx(loss(), abs=1e-6)
     assert ska_usage(_model(attention="sdpa"), "loss", loss) == {}
+
+
+# --- the stages: selection reads val only, the report is on test ------------------------
+
+
+def _context(stage, params: dict, out, **upstream):
+    """The Context a node of ``stage`` gets: its declared params, upstream dirs by stage name."""
+    ups = tuple(Upstream(stage=name, slug=name, path=path, cells=("cell",)) for name, path in upstream.items())
+    out.mkdir()
+    values = Params({k: params[k] for k in stage.SPEC.reads}, stage.SPEC.name)
+    return Context(params=values, out=out, upstream=ups, study="t")
+
+
+def _only_splits(src, dst, keep: tuple[str, ...]):
+    """A copy of an images node with only the ``keep`` splits: reading any other is a KeyError."""
+    dst.mkdir()
+    data = torch.load(src / "images.pt", weights_only=True)
+    torch.save({k: v for k, v in data.items() if k.split("_")[0] in keep}, dst / "images.pt")
+    return dst
+
+
+def test_stages_select_on_val_and_report_top1_on_test(tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())["studies"]["ska_vit"]["params"]
+    params |= {"n_train": 48, "n_val": 24, "n_test": 40, **SMALL, "minhash_k": 8, "steps": 6, "batch_size": 16}
+    params |= {"warmup_steps": 1, "eval_every": 2, "eval_batch_size": 16}
+    images_stage.run(_context(images_stage, params, tmp_path / "images"))
+    without_test = _only_splits(tmp_path / "images", tmp_path / "train_view", ("train", "val"))
+    train_metrics = vit_train.run(_context(vit_train, params, tmp_path / "train", images=without_test))
+    test_only = _only_splits(tmp_path / "images", tmp_path / "eval_view", ("test",))
+    ctx = _context(vit_evaluate, params, tmp_path / "evaluate", images=test_only, train=tmp_path / "train")
+    metrics = vit_evaluate.run(ctx)
+
+    model, _ = load_trained(tmp_path / "train", vit_train.build_model)
+    val = images_stage.load_split(tmp_path / "images", "val")
+    test = images_stage.load_split(tmp_path / "images", "test")
+    assert train_metrics["n_val"] == 24 and train_metrics["best_val_top1"] == evaluate_classifier(model, *val)["top1"]
+    assert train_metrics["n_params"] == model.n_params() > 0
+    assert metrics["n"] == 40 and metrics["top1"] == evaluate_classifier(model, *test)["top1"]
+    assert metrics["chance"] == 0.1 and "top1_without_ska" in metrics
