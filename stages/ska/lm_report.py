@@ -5,6 +5,9 @@ replicate key (the training seed), with sample s.d. and n, and is what the plots
 error bars. ``ablations`` (table and bars) sets each factor (a grid axis, or a named cell
 such as beta off or bf16) against the base cell; the facet plot shows the interactions,
 with named cells (such as the SDPA baseline) as reference lines in every panel.
+``best_lr`` keeps, per architecture run at several learning rates, the lr whose mean
+validation loss is lowest (chosen on val only), so architectures compare each at its best.
+Every table carries ``n_params`` (trainable parameters).
 """
 
 from __future__ import annotations
@@ -32,6 +35,19 @@ METRICS = (
 )
 
 
+def best_lr_rows(summary: list[dict], factors: list[str], select: str = "val_loss") -> list[dict]:
+    """Per group of named summary rows differing only in ``lr`` (and tried at more than one),
+    the row with the lowest mean ``select``, with ``lrs_tried``; [] when no group has two lrs."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in (r for r in summary if r["named"]):
+        groups.setdefault(tuple(row[k] for k in factors if k != "lr"), []).append(row)
+    return [
+        {**min(rows, key=lambda r: r[select]), "lrs_tried": ", ".join(f"{r['lr']:g}" for r in rows)}
+        for rows in groups.values()
+        if len({r["lr"] for r in rows}) > 1
+    ]
+
+
 def run(ctx: Context) -> dict:
     from stages.common.report_rows import cell_rows, write_ablations
     from studies.report import curves_plot, facet_plot, replicate_summary, write_table
@@ -48,6 +64,9 @@ def run(ctx: Context) -> dict:
     table = write_table(summary, ctx.out / "summary", sort_by=p["report_metric"], first=("cell", "replicates"))
     factors = [k for k in keys if k != p["report_replicates"]]
     write_ablations(ctx, summary, factors, p["report_metric"])
+    best_lr = best_lr_rows(summary, factors)
+    if best_lr:
+        write_table(best_lr, ctx.out / "best_lr", sort_by=p["report_metric"], first=("cell", "lr", "lrs_tried"))
     facet_plot(
         summary,
         factors,

@@ -1,4 +1,4 @@
-"""train: one causal LM per cell, SKA or the SDPA baseline, on the shared token/bank caches."""
+"""train: one causal LM per cell, SKA or an SDPA control, on the shared token/bank caches."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ MODEL_KEYS = (
     "d_model",
     "n_layers",
     "n_heads",
+    "d_ff",
     "dropout",
     "attention",
+    "mixer",
     "window",
     "stride",
     "minhash_k",
@@ -34,7 +36,8 @@ SPEC = StageSpec(
     needs=("tokenize", "banks"),
     code=("studies.ska.model", "studies.ska.train", "studies.data.lm"),
     choices={
-        "attention": ("ska", "sdpa"),
+        "attention": ("ska", "sdpa", "none"),
+        "mixer": ("auto", "conv", "none"),
         "score_mode": ("delta_rbf", "delta_plus_dot", "intersect_norm", "intersect_plus_dot", "dot"),
         "backend": ("python",),
         "precision": ("fp32", "fp16", "bf16"),
