@@ -14,6 +14,12 @@ RECIPES: dict[str, tuple[str, ...]] = {
         "stages.ska.lm_evaluate",
         "stages.ska.lm_report",
     ),
+    "ska_setrecall": (
+        "stages.ska.setrecall_data",
+        "stages.ska.setrecall_train",
+        "stages.ska.setrecall_evaluate",
+        "stages.common.ranking_report",
+    ),
     "ska_minhash": ("stages.ska.delta", "stages.ska.delta_report"),
     "ska_bench": ("stages.ska.bench", "stages.ska.bench_report"),
     "ska_parity": ("stages.ska.parity", "stages.ska.parity_report"),

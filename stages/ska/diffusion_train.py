@@ -78,7 +78,8 @@ def run(ctx: Context) -> dict:
         "n_params": model.n_params(),
         "train_loss": final_loss(result.history["train"]),
         **fit_seconds(result),
-        "best_step": result.best["step"],
+        "best_step": result.best["step"],  # still improving when it is the last step
+        "steps": p["steps"],
         "best_val_eps_mse": result.best["eps_mse"],
         "final_val_eps_mse": result.final["eps_mse"],
         "restored_best": result.restored,

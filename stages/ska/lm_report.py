@@ -7,6 +7,9 @@ named cell such as ``sdpa``) comes with its 95 % CI and ``finding``. ``ablations
 bars) sets each factor (a grid axis, or a named cell such as beta off or bf16) against the
 base cell; the facet plot shows the interactions, with named cells (such as the SDPA
 baseline) as reference lines in every panel.
+``best_lr`` keeps, per architecture run at several learning rates, the lr whose mean
+validation loss is lowest (chosen on val only), so architectures compare each at its best.
+Every table carries ``n_params`` (trainable parameters).
 """
 
 from __future__ import annotations
@@ -35,6 +38,19 @@ METRICS = (
 )
 
 
+def best_lr_rows(summary: list[dict], factors: list[str], select: str = "val_loss") -> list[dict]:
+    """Per group of named summary rows differing only in ``lr`` (and tried at more than one),
+    the row with the lowest mean ``select``, with ``lrs_tried``; [] when no group has two lrs."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in (r for r in summary if r["named"]):
+        groups.setdefault(tuple(row[k] for k in factors if k != "lr"), []).append(row)
+    return [
+        {**min(rows, key=lambda r: r[select]), "lrs_tried": ", ".join(f"{r['lr']:g}" for r in rows)}
+        for rows in groups.values()
+        if len({r["lr"] for r in rows}) > 1
+    ]
+
+
 def run(ctx: Context) -> dict:
     from stages.common.report_rows import cell_rows, reference_params, write_ablations
     from studies.report import compare_with_reference, curves_plot, facet_plot, replicate_summary, write_table
@@ -58,6 +74,9 @@ def run(ctx: Context) -> dict:
     table = write_table(summary, ctx.out / "summary", sort_by=metric, first=lead)
     factors = [k for k in keys if k != replicate]
     write_ablations(ctx, rows, summary, replicate, metric)
+    best_lr = best_lr_rows(summary, factors)
+    if best_lr:
+        write_table(best_lr, ctx.out / "best_lr", sort_by=metric, first=("cell", "lr", "lrs_tried", "n", "n_params"))
     facet_plot(
         summary,
         factors,

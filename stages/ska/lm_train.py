@@ -1,4 +1,4 @@
-"""train: one causal LM per cell, SKA or the SDPA baseline, on the shared token/bank caches.
+"""train: one causal LM per cell, SKA or an SDPA control, on the shared token/bank caches.
 
 The kept state is the one of least loss on ``val_seqs`` validation sequences, evaluated every
 ``eval_every`` steps and at the last (test is never read here).
@@ -16,8 +16,10 @@ MODEL_KEYS = (
     "d_model",
     "n_layers",
     "n_heads",
+    "d_ff",
     "dropout",
     "attention",
+    "mixer",
     "window",
     "stride",
     "minhash_k",
@@ -50,7 +52,8 @@ SPEC = StageSpec(
     needs=("tokenize", "banks"),
     code=("studies.ska.model", "studies.ska.train", "studies.data.lm"),
     choices={
-        "attention": ("ska", "sdpa"),
+        "attention": ("ska", "sdpa", "none"),
+        "mixer": ("auto", "conv", "none"),
         "score_mode": ("delta_rbf", "delta_plus_dot", "intersect_norm", "intersect_plus_dot", "dot"),
         "backend": ("python",),
         "precision": ("fp32", "fp16", "bf16"),
@@ -154,6 +157,7 @@ def run(ctx: Context) -> dict:
         "train_tokens_per_s": p["steps"] * p["batch_size"] * p["seq_len"] / seconds,
         "train_s": seconds,
         "val_loss": result.best["val_loss"],  # of the kept state, on the val_seqs sample
-        "selected_step": result.best["step"],
+        "best_step": result.best["step"],  # still improving when it is the last step
+        "steps": p["steps"],
         "val_sequences": len(val),
     }

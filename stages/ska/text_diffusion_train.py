@@ -98,6 +98,7 @@ def run(ctx: Context) -> dict:
         "train_loss": final_loss(result.history["train"]),
         "train_s": result.history["train"][-1]["time_s"],
         "val_eps_mse": result.best["val_eps_mse"],  # of the kept state, on the val_seqs sample
-        "selected_step": result.best["step"],
+        "best_step": result.best["step"],  # still improving when it is the last step
+        "steps": p["steps"],
         "val_sequences": len(val),
     }

@@ -89,7 +89,8 @@ def run(ctx: Context) -> dict:
         "train_loss": final_loss(result.history["train"]),
         **seconds,
         "train_imgs_per_s": p["steps"] * p["batch_size"] / seconds["train_s"],
-        "best_step": result.best["step"],
+        "best_step": result.best["step"],  # still improving when it is the last step
+        "steps": p["steps"],
         "best_val_top1": result.best["top1"],
         "final_val_top1": result.final["top1"],
         "restored_best": result.restored,

@@ -8,8 +8,15 @@ is sets × sets, not tokens × tokens; each token then reads set outputs through
 Both models: learned token and position embeddings, pre-LN residual blocks, final LayerNorm
 and an LM head TIED to the token embedding. They differ only in the token-mixing part:
 
-    sdpa block:  x += CausalSelfAttention(LN x);                      x += MLP(LN x)
-    ska  block:  x += CausalConv(LN x);  x += SKA(LN x, bank);        x += MLP(LN x)
+    sdpa block:  [x += CausalConv(LN x)];  x += CausalSelfAttention(LN x);  x += MLP(LN x)
+    ska  block:  [x += CausalConv(LN x)];  x += SKA(LN x, bank);            x += MLP(LN x)
+    none block:  [x += CausalConv(LN x)];                                    x += MLP(LN x)
+
+``mixer`` (as in ``vit.py``): ``auto`` puts the causal conv in SKA and ``none`` blocks only
+(the SDPA baseline is a standard transformer); ``conv`` / ``none`` force it for every block,
+so SDPA+conv separates the conv's locality prior from set attention. ``attention="none"``
+(conv and MLP only) is the model SKA becomes with every set branch shut: a trained control
+for what the local mixer alone can do. ``d_ff`` widens the MLP, e.g. to match parameters.
 
 Causality (the source's LM leaked the next token; this one must not). Token t reads only
 sets whose window ends at or before t (set_end <= t + 1); set-to-set attention is causal on
@@ -32,8 +39,8 @@ from torch import Tensor, nn
 from .banks import Bank, PaddedBank
 from .kernels import BACKENDS, SCORE_MODES, check_precision, set_attend
 
-ATTENTIONS = ("ska", "sdpa")
-MIXERS = ("conv",)
+ATTENTIONS = ("ska", "sdpa", "none")
+MIXERS = ("auto", "conv", "none")
 
 
 def _check(ok: bool, message: str) -> None:
@@ -50,7 +57,7 @@ class LMConfig:
     n_heads: int = 4  # sdpa heads; SKA weights are shared by all heads, so it has no split
     d_ff: int | None = None  # None: 4 · d_model
     dropout: float = 0.0
-    attention: str = "ska"  # ska | sdpa
+    attention: str = "ska"  # ska | sdpa | none (local mixer and MLP only)
     window: int = 32  # tokens per set; also the causal conv width
     stride: int = 16
     minhash_k: int = 64
@@ -64,7 +71,7 @@ class LMConfig:
     backend: str = "python"
     gate_init: float = -3.0  # ρ at init: the SKA branch enters as σ(ρ)·out (the source: -3, σ ≈ 0.05)
     precision: str = "fp32"  # SKA kernel: qc, kc, v and Z in fp32 | fp16 | bf16 (fp32 accumulation)
-    mixer: str = "conv"
+    mixer: str = "auto"  # auto (conv for ska and none, absent for sdpa) | conv | none
 
     def __post_init__(self):
         positive = ("vocab_size", "seq_len", "d_model", "n_layers", "n_heads", "window")
@@ -92,6 +99,12 @@ class LMConfig:
     @property
     def beta_value(self) -> float:
         return 1.0 / self.d_model if self.beta is None else float(self.beta)
+
+    @property
+    def local_mixer(self) -> str:
+        if self.mixer == "auto":
+            return "none" if self.attention == "sdpa" else "conv"
+        return self.mixer
 
     @property
     def ff_width(self) -> int:
@@ -223,19 +236,21 @@ class Block(nn.Module):
     def __init__(self, cfg: LMConfig):
         super().__init__()
         D = cfg.d_model
-        self.ska = cfg.attention == "ska"
-        if self.ska:
+        self.attention, self.has_mix = cfg.attention, cfg.local_mixer == "conv"
+        if self.has_mix:
             self.norm_mix, self.mix = nn.LayerNorm(D), CausalConv(cfg)
+        if cfg.attention == "ska":
             self.norm_set, self.sets = nn.LayerNorm(D), SetKernelAttention(cfg)
-        else:
+        elif cfg.attention == "sdpa":
             self.norm_att, self.att = nn.LayerNorm(D), CausalSelfAttention(cfg)
         self.norm_mlp, self.mlp = nn.LayerNorm(D), MLP(cfg)
 
     def forward(self, x: Tensor, e: Tensor | None, pb: PaddedBank | None) -> Tensor:
-        if self.ska:
+        if self.has_mix:
             x = x + self.mix(self.norm_mix(x))
+        if self.attention == "ska":
             x = x + self.sets(self.norm_set(x), e, pb)
-        else:
+        elif self.attention == "sdpa":
             x = x + self.att(self.norm_att(x))
         return x + self.mlp(self.norm_mlp(x))
 
@@ -262,7 +277,8 @@ class CausalLM(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def n_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())  # tied weights counted once
+        """Trainable parameters; the tied head is counted once (parameters() dedupes it)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def forward(self, tokens: Tensor, bank: Bank | PaddedBank | None = None) -> Tensor:
         """tokens [B, L] -> logits [B, L, V]; SKA needs the bank built from these tokens."""

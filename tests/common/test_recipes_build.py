@@ -72,7 +72,35 @@ SHRINK: dict[str, dict] = {
             "adapter_rank": [0],
             "train_seed": [0],
         },
-        "cells": ("sdpa", "sdpa_seed1"),
+        # plus SDPA+conv at two learning rates: the best_lr table's group
+        "cells": ("sdpa", "sdpa_seed1", "sdpa_conv", "sdpa_conv_lr1e-3"),
+    },
+    "ska_setrecall": {
+        "params": {
+            "n_atoms": 40,
+            "set_size": 3,
+            "n_memory": 3,
+            "n_queries": 1,
+            "overlap": 2,
+            "n_train": 16,
+            "n_val": 8,
+            "n_test": 8,
+            **TINY_MODEL,
+            "window": 3,
+            "stride": 3,
+            "minhash_k": 8,
+            "steps": 2,
+            "batch_size": 4,
+            "warmup_steps": 1,
+        },
+        # SKA (the base cell) and SDPA; one seed
+        "grid": {
+            "model": [
+                {"attention": "ska", "mixer": "auto", "d_ff": None},
+                {"attention": "sdpa", "mixer": "conv", "d_ff": 32},
+            ],
+            "train_seed": [0],
+        },
     },
     "ska_minhash": {
         "params": {"universe": 200, "set_size_max": 24, "n_pairs": 50},
@@ -179,6 +207,7 @@ SHRINK: dict[str, dict] = {
 # value, e.g. the metric a ranking report sorts and plots by).
 REPORT_READS: dict[str, dict[str, tuple[str, ...]]] = {
     "ska_lm": {"evaluate": ("{report_metric}",)},  # and every cell's METRICS: cell_reads()
+    "ska_setrecall": {"data": ("test_chance",), "evaluate": ("{report_metric}", "val_recall_acc", "chance")},
     "ska_minhash": {"delta": ("minhash_k",)},
     "ska_bench": {"bench": ("backend", "precision", "device", "L", "ms_per_step", "steps_per_s", "peak_mem_mb")},
     "ska_parity": {"parity": ("backend", "precision", "device", "z_max_abs_err")},
@@ -218,7 +247,10 @@ REPORT_FILES: dict[str, tuple[str, ...]] = {
         *ABLATIONS,
         "{report_metric}_vs_{report_x}.png",
         "train_curves.png",
+        "best_lr.csv",
+        "best_lr.md",
     ),
+    "ska_setrecall": RANKING_FILES,
     "ska_minhash": ("table.csv", "table.md", "delta_error_hist.png"),
     "ska_bench": (
         *(f"{t}.{ext}" for t in ("bench", "naive_vs_naive", "optimized_vs_optimized") for ext in ("csv", "md")),
@@ -234,6 +266,7 @@ REPORT_FILES: dict[str, tuple[str, ...]] = {
 }
 ROW_PER_CELL = {
     "ska_lm": "table.csv",
+    "ska_setrecall": "table.csv",
     "ska_minhash": "table.csv",
     "ska_bench": "bench.csv",
     "ska_parity": "parity.csv",

@@ -38,11 +38,8 @@ def test_cell_args_must_name_every_axis_with_a_grid_value():
         "bank": "window=32,stride=16",
         "router_topk": "0",
         "adapter_rank": "0",
-        "train_seed": "1",
     }
-    assert (
-        cell_from_args(study, good).name == "minhash_k=32,window=32,stride=16,router_topk=0,adapter_rank=0,train_seed=1"
-    )
+    assert cell_from_args(study, good).name == "minhash_k=32,window=32,stride=16,router_topk=0,adapter_rank=0"
     with pytest.raises(ParamsError, match="no value given for axis adapter_rank"):
         cell_from_args(study, {k: v for k, v in good.items() if k != "adapter_rank"})
     with pytest.raises(ParamsError, match="no cell with"):

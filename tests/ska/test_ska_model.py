@@ -1,4 +1,4 @@
-"""Causality of the SKA and SDPA LMs, router top-k, config validation."""
+"""Causality of the SKA, SDPA, SDPA+conv and conv-only LMs, router top-k, config validation."""
 
 import pytest
 import torch
@@ -48,7 +48,11 @@ CASES = {
     "ska_dense_adapter_intersect": dict(adapter_rank=3, score_mode="intersect_plus_dot"),
     "ska_top1_rbf": dict(router_topk=1, score_mode="delta_rbf"),
     "ska_bf16": dict(router_topk=2, precision="bf16"),
+    "ska_no_mixer": dict(mixer="none"),
     "sdpa": dict(attention="sdpa"),
+    "sdpa_conv": dict(attention="sdpa", mixer="conv"),
+    "sdpa_conv_wide_mlp": dict(attention="sdpa", mixer="conv", d_ff=40),
+    "none": dict(attention="none"),
 }
 
 

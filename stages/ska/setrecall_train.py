@@ -1,0 +1,79 @@
+"""train: one causal LM per cell on the set-recall sequences (ska_lm's model and trainer).
+
+The model keys are ska_lm's (``lm_train.MODEL_KEYS``) but ``seq_len``, which the data fixes;
+``attention: none`` (conv and MLP only) is the trained SKA-off control. The kept state is
+the one of least loss on ``val_seqs`` validation sequences (test is never read here).
+"""
+
+from __future__ import annotations
+
+from pipeline.spec import Context, StageSpec
+from stages.common.trained import final_loss, save_trained
+from stages.ska.lm_train import MODEL_KEYS, TRAIN_KEYS
+from stages.ska.lm_train import SPEC as LM_TRAIN
+
+KEYS = tuple(k for k in MODEL_KEYS if k != "seq_len")
+
+SPEC = StageSpec(
+    name="train",
+    reads=(*KEYS, *TRAIN_KEYS, "hash_seed"),
+    needs=("data",),
+    code=("studies.ska.model", "studies.ska.train", "studies.ska.synthetic"),
+    choices=LM_TRAIN.choices,
+    threads=1,
+)
+
+
+def split_data(ctx: Context, split: str, config: dict, hash_seed: int):
+    """(tokens [N, length], LMData with the bank over its inputs when the model is SKA)."""
+    import torch
+
+    from studies.ska.synthetic import lm_data
+
+    tokens = torch.load(ctx.input("data") / f"{split}.pt", weights_only=True)
+    c = config
+    data = lm_data(
+        tokens, c["window"], c["stride"], c["minhash_k"], hash_seed, c["vocab_size"], c["attention"] == "ska"
+    )
+    return tokens, data
+
+
+def run(ctx: Context) -> dict:
+    import json
+
+    import torch
+
+    from studies.ska.model import CausalLM, LMConfig
+    from studies.ska.train import train_lm
+    from studies.train_loop import LoopConfig
+
+    torch.set_num_threads(ctx.threads)
+    p = ctx.params
+    data_cfg = json.loads((ctx.input("data") / "config.json").read_text())
+    config = {k: p[k] for k in KEYS} | {"vocab_size": data_cfg["n_atoms"]}
+    config["seq_len"] = data_cfg["set_size"] * (data_cfg["n_memory"] + 2 * data_cfg["n_queries"]) - 1
+    torch.manual_seed(p["train_seed"])  # initial weights
+    model = CausalLM(LMConfig(**config))
+    cfg = LoopConfig(
+        steps=p["steps"],
+        batch_size=p["batch_size"],
+        lr=p["lr"],
+        weight_decay=p["weight_decay"],
+        grad_clip=p["grad_clip"],
+        warmup_frac=p["warmup_steps"] / p["steps"],
+        eval_every=p["eval_every"],
+        seed=p["train_seed"],
+    )
+    val = split_data(ctx, "val", config, p["hash_seed"])[1].spaced(p["val_seqs"])
+    result = train_lm(model, split_data(ctx, "train", config, p["hash_seed"])[1], cfg, val)
+    history = result.history["train"]
+    save_trained(ctx.out, model, config, history)
+    (ctx.out / "val_history.json").write_text(json.dumps(result.history["eval"]))
+    return {
+        "n_params": model.n_params(),
+        "train_loss": final_loss(history),
+        "train_s": history[-1]["time_s"],
+        "val_loss": result.best["val_loss"],  # of the kept state (least val loss)
+        "best_step": result.best["step"],  # still improving when it is the last step
+        "steps": p["steps"],
+    }
