@@ -45,6 +45,11 @@ def collect(plan: Plan, store: Store, study: str | None = None) -> list[NodeStat
     return [node_state(n, store) for n in plan.nodes.values() if study in (None, n.study)]
 
 
+def to_compute(states: list[NodeState], store: Store) -> list[NodeState]:
+    """Nodes a build would compute: not in the workspace, and the store lacks the fingerprint."""
+    return [s for s in states if s.state != "done" and not store.entry(s.node.fingerprint).exists()]
+
+
 def render(plan: Plan, states: list[NodeState]) -> str:
     """One table per study: a row per cell, a column per stage, then failures and totals."""
     by_node = {s.node.label: s for s in states}
