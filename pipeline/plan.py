@@ -147,13 +147,13 @@ class Plan:
             eff[name] = set(spec.reads).union(*(eff[n] for n in spec.needs))
         return eff
 
-    def _slug(self, study: Study, cell: Cell, per_cell: bool, reads: set[str]) -> str:
+    def _slug(self, cell: Cell, per_cell: bool, axes: list[str]) -> str:
+        """``axes``: the study's axes whose keys the stage (or its upstream) reads."""
         if not per_cell:
             return BASE
         if cell.named:
             return cell.name
-        parts = [axis_slug(a, cell.coords[a]) for a in study.axes if reads & set(study.axis_keys(a))]
-        return ",".join(parts) or BASE
+        return ",".join([axis_slug(a, cell.coords[a]) for a in axes]) or BASE
 
     def _plan_study(self, study: Study) -> None:
         stages = self.stages[study.kind]
@@ -163,14 +163,15 @@ class Plan:
                 self._plan_gather(study, name, module, spec)
                 continue
             per_cell = bool(eff[name] & study.varying)
+            axes = [a for a in study.axes if eff[name] & set(study.axis_keys(a))]
             for cell in study.cells:
-                slug = self._slug(study, cell, per_cell, eff[name])
+                slug = self._slug(cell, per_cell, axes)
                 upstream = tuple((n, self.by_cell[study.name, cell.name, n].slug) for n in spec.needs)
                 projected = {k: cell.params[k] for k in spec.reads}
                 node = self._make(study, name, slug, module, spec, projected, upstream, cell.name)
                 self.by_cell[study.name, cell.name, name] = node
             for cell in study.excluded:
-                key = (study.name, name, self._slug(study, cell, per_cell, eff[name]))
+                key = (study.name, name, self._slug(cell, per_cell, axes))
                 if key not in self.nodes:
                     self.excluded.add(key)
 
