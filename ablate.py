@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import dvcgen, project, record, runner, status, sweep
+from pipeline import dvcgen, paths, project, record, runner, status, sweep
 from pipeline import plan as plan_mod
 from pipeline.params import ParamsError
 from pipeline.store import Store, read_meta
@@ -181,7 +181,7 @@ def cmd_gc(args) -> int:
     """Keep what the current plan or any workspace here references; drop the rest."""
     plan = _plan(args)
     keep = {n.fingerprint for n in plan.nodes.values()}
-    root = plan_mod.artifacts_root()
+    root = paths.artifacts_root()
     metas = [*root.glob("*/*/*/meta.json"), *root.glob("reports/*/meta.json")]  # node and report workspaces
     keep |= {m["fingerprint"] for p in metas if (m := read_meta(p.parent)) and "fingerprint" in m}
     gone = Store().gc(keep, dry_run=not args.yes)

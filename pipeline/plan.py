@@ -22,23 +22,10 @@ from pipeline import project, record
 from pipeline.codehash import code_digests
 from pipeline.fingerprint import file_digest, node_fingerprint
 from pipeline.params import Cell, ParamsError, Study, axis_slug, did_you_mean
+from pipeline.paths import fingerprint_path, workspace_path
 from pipeline.spec import StageSpec
 
 BASE = "base"
-
-
-def artifacts_root() -> Path:
-    """Where workspaces live (ABLATE_ARTIFACTS, default <project root>/artifacts)."""
-    return Path(os.environ.get("ABLATE_ARTIFACTS") or project.root() / "artifacts")
-
-
-def workspace_path(study: str, stage: str, slug: str, gather: bool, root: Path | None = None) -> Path:
-    root = root or artifacts_root()
-    return root / "reports" / study if gather else root / study / stage / slug
-
-
-def fingerprint_path(study: str, stage: str, slug: str, root: Path | None = None) -> Path:
-    return (root or artifacts_root()) / ".fingerprints" / study / stage / f"{slug}.fp"
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import xxhash
 
 from pipeline import fingerprint
 from pipeline.codehash import FOLLOWED
+from pipeline.paths import fingerprint_path, workspace_path
 
 PIPELINE = Path(__file__).resolve().parent
 
@@ -51,8 +52,6 @@ class NodeRecord:
         return f"{self.study}/{self.stage}/{self.slug}"
 
     def workspace(self, root: Path | None = None) -> Path:
-        from pipeline.plan import workspace_path
-
         return workspace_path(self.study, self.stage, self.slug, self.gather, root)
 
 
@@ -107,8 +106,6 @@ def record_path(fp_file: Path) -> Path:
 
 def write_all(plan, root: Path | None = None) -> int:
     """Write every node's record (and a marker per excluded slug) whose content changed."""
-    from pipeline.plan import fingerprint_path
-
     if plan.params_path is None:
         return 0
     current = stamp(plan.root, plan.params_path)
@@ -143,8 +140,6 @@ def write_all(plan, root: Path | None = None) -> int:
 
 def load(study: str, stage: str, slug: str, root: Path, params_path: Path) -> NodeRecord | str | None:
     """The current record of a node, "excluded" for an excluded slug, None when missing or stale."""
-    from pipeline.plan import fingerprint_path
-
     try:
         raw = json.loads(record_path(fingerprint_path(study, stage, slug)).read_text())
     except (FileNotFoundError, json.JSONDecodeError):

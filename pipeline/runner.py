@@ -27,10 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline import plan as plan_mod
-from pipeline import project, record
+from pipeline import paths, project, record
 from pipeline.child import OOM_EXIT
-from pipeline.params import ParamsError
 from pipeline.record import NodeRecord
 from pipeline.store import Store, StoreUnreachable, _remove_tree, read_meta
 
@@ -48,7 +46,7 @@ def say(message: str) -> None:
 
 def log_build(node: NodeRecord, action: str, **extra: Any) -> None:
     """One JSON line per request in artifacts/.logs/builds.jsonl (counts, audits, timings)."""
-    path = plan_mod.artifacts_root() / ".logs" / "builds.jsonl"
+    path = paths.artifacts_root() / ".logs" / "builds.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "time": time.time(),
@@ -136,14 +134,30 @@ def _compute(node: NodeRecord, store: Store) -> tuple[int, dict[str, Any]]:
     return 0, meta
 
 
-def build(node: NodeRecord, store: Store) -> int:
-    """Make ``node``'s workspace hold its current artifact; returns an exit code."""
+def build(node: NodeRecord, store: Store, planned: bool = True) -> int:
+    """Make ``node``'s workspace hold its current artifact; returns an exit code.
+    ``planned``: whether ``node`` came from planning here or from the engine run's record (logged)."""
+
+    def log(action: str, **extra: Any) -> None:
+        log_build(node, action, planned=planned, **extra)
+
     fp, ws = node.fingerprint, node.workspace()
     in_workspace = (read_meta(ws) or {}).get("fingerprint") == fp
     if in_workspace and store.get(fp):
         say(f"{node.label}: up to date")
-        log_build(node, "up_to_date")
+        log("up_to_date")
         return 0
+
+    def refuse() -> int:
+        say(
+            f"{node.label}: error: the store ({store.root}) lacks fingerprint {fp} and cache-only is set "
+            "(--cache-only / ABLATE_CACHE_ONLY=1): refusing to compute"
+        )
+        log("missing")
+        return MISSING_EXIT
+
+    if cache_only() and not in_workspace and not store.get(fp):  # before touching the store: it may be read-only
+        return refuse()
     try:
         store.require_writable()
     except StoreUnreachable as e:
@@ -151,31 +165,26 @@ def build(node: NodeRecord, store: Store) -> int:
         return 2
     if in_workspace and store.adopt(fp, ws):  # e.g. after `dvc pull`: not in the store yet
         say(f"{node.label}: adopted the verified workspace copy into the store")
-        log_build(node, "adopted")
+        log("adopted")
         return 0
     with store.lock(fp, on_wait=lambda: say(f"{node.label}: another builder holds it; waiting")):
         if store.get(fp):
             store.materialize(fp, ws)
             say(f"{node.label}: restored from the store (fingerprint {fp[:12]}), no compute")
-            log_build(node, "store_hit")
+            log("store_hit")
             return 0
-        if cache_only():
-            say(
-                f"{node.label}: error: the store ({store.root}) lacks fingerprint {fp} and cache-only is set "
-                "(--cache-only / ABLATE_CACHE_ONLY=1): refusing to compute"
-            )
-            log_build(node, "missing")
-            return MISSING_EXIT
+        if cache_only():  # e.g. the workspace copy did not verify, so adopting it failed
+            return refuse()
         say(f"{node.label}: computing (fingerprint {fp[:12]})")
         code, info = _compute(node, store)
         if code != 0:
             say(f"{node.label}: {info['status']} with exit code {code}")
-            log_build(node, info["status"], exit_code=code)
+            log(info["status"], exit_code=code)
             return code
         store.materialize(fp, ws)
     wall = info["timing"]["wall_s"]
     say(f"{node.label}: computed in {wall:.1f} s, peak RSS {info['peak_rss_mb']:.0f} MB")
-    log_build(node, "computed", wall_s=wall)
+    log("computed", wall_s=wall)
     return 0
 
 
@@ -198,18 +207,21 @@ def main(recipes: dict[str, tuple[str, ...]], argv: list[str] | None = None) -> 
         root = project.root()
         params = Path(args.params or root / "params.yaml").resolve()
         node = record.load(args.study, args.stage, args.slug, root, params)
-        if node is None:  # no current record: plan the study (what the engine run did)
+        planned = node is None
+        if planned:  # no current record: plan the study (what the engine run did)
+            from pipeline import plan as plan_mod  # only here: planning imports yaml and the recipes
+
             plan = plan_mod.build(params, recipes, only=[args.study])
             if (args.study, args.stage, args.slug) in plan.excluded:
                 node = "excluded"
             else:
                 node = record.of_node(plan, plan.node(args.study, args.stage, args.slug))
-    except (ParamsError, KeyError, project.NotAProject) as e:
+    except (ValueError, KeyError, project.NotAProject) as e:  # ParamsError is a ValueError
         say(f"error: {e.args[0] if isinstance(e, KeyError) else e}")
         return 2
     if node == "excluded":
-        return _mark_excluded(plan_mod.artifacts_root() / args.study / args.stage / args.slug)
-    return build(node, Store())
+        return _mark_excluded(paths.artifacts_root() / args.study / args.stage / args.slug)
+    return build(node, Store(), planned)
 
 
 def _mark_excluded(ws: Path) -> int:

@@ -14,7 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.plan import Node, Plan, artifacts_root
+from pipeline.paths import artifacts_root
+from pipeline.plan import Node, Plan
 from pipeline.store import Store, read_meta
 
 SYMBOL = {"done": "✓", "pending": "·", "stale": "~", "failed": "✗", "oom": "M", "running": "…"}

@@ -36,7 +36,7 @@ META = "meta.json"
 
 
 def default_root() -> Path:
-    from pipeline.plan import artifacts_root
+    from pipeline.paths import artifacts_root
 
     return Path(os.environ.get("ABLATE_STORE", artifacts_root() / ".store"))
 

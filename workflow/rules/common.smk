@@ -8,6 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)
 
+from pipeline import paths as _paths  # noqa: E402
 from pipeline import plan as _plan  # noqa: E402
 from pipeline.params import ParamsError  # noqa: E402
 from stages import RECIPES  # noqa: E402
@@ -17,7 +18,7 @@ try:
 except ParamsError as _error:
     raise WorkflowError(f"params.yaml is invalid: {_error}") from None
 PLAN.write_fingerprint_files()
-ART = Path(os.path.relpath(_plan.artifacts_root(), workflow.basedir))  # rule paths are relative to the workdir
+ART = Path(os.path.relpath(_paths.artifacts_root(), workflow.basedir))  # rule paths are relative to the workdir
 
 
 def _meta(node):
