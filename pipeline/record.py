@@ -56,9 +56,16 @@ class NodeRecord:
 
 
 def of_node(plan, node) -> NodeRecord:
-    """The record of a planned node."""
+    """The record of a planned node. An upstream node's cells are all the cells it serves for a
+    gathering node, and this node's own cells otherwise (the ones it serves here): a node shared
+    by every cell would otherwise put the whole study into each downstream record (quadratic)."""
     upstream = tuple(
-        {"stage": u.stage, "slug": u.slug, "fingerprint": u.fingerprint, "cells": list(u.cells)}
+        {
+            "stage": u.stage,
+            "slug": u.slug,
+            "fingerprint": u.fingerprint,
+            "cells": list(u.cells if node.spec.gather else node.cells),
+        }
         for u in plan.upstream_nodes(node)
     )
     return NodeRecord(
@@ -120,9 +127,9 @@ def write_all(plan, root: Path | None = None) -> int:
                 return
         except FileNotFoundError:
             path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        # Written in place, not renamed into place: a job reading a half-written record
+        # gets invalid JSON and plans instead, so atomicity would buy nothing but a syscall.
+        path.write_text(text)
         written += 1
 
     for key, node in plan.nodes.items():
