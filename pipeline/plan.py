@@ -105,10 +105,11 @@ def check_study(study: Study, stages: dict[str, tuple[str, StageSpec]]) -> None:
 class Plan:
     """All nodes of all studies, keyed by (study, stage, slug)."""
 
-    def __init__(self, studies: dict[str, Study], recipes: dict[str, tuple[str, ...]], params_path: Path | None = None):
+    def __init__(self, studies: dict[str, Study], recipes: dict[str, tuple[str, ...]], stamp: str | None = None):
         self.studies = studies
-        self.params_path = params_path  # the file planned, which per-node records are valid for
         self.root = project.root()
+        self.stamp = stamp  # of the files this plan was made from (pipeline.record); None: write no records
+        self.input_stats: dict[str, list[int]] = {}  # external input → [size, mtime_ns] before hashing it
         self.stages = load_recipes({s.kind: recipes[s.kind] for s in studies.values()})
         self.nodes: dict[tuple[str, str, str], Node] = {}
         self.by_cell: dict[tuple[str, str, str], Node] = {}  # (study, cell, stage) → node
@@ -196,7 +197,10 @@ class Plan:
                 up_fp[s] = fp
         if spec.gather:
             up_fp = {s: sorted(fps) for s, fps in up_fp.items()}
-        inputs = {str(p): file_digest(p) for p in (spec.external(projected) if spec.external else [])}
+        inputs = {}
+        for p in spec.external(projected) if spec.external else []:
+            self.input_stats[str(p)] = record.input_stat(p)
+            inputs[str(p)] = file_digest(p)
         parts = {
             "stage": name,
             "version": spec.version,
@@ -242,5 +246,8 @@ class Plan:
 
 def build(params_path: Path | str, recipes: dict[str, tuple[str, ...]], only: list[str] | None = None) -> Plan:
     """Validate params and plan every node."""
+    # Stamped before anything is read, so an edit made while planning leaves the records
+    # stale instead of stamping an old plan as current.
+    stamp = record.stamp(project.root(), Path(params_path).resolve())
     studies = params_mod.load(params_path, tuple(recipes), only)
-    return Plan(studies, recipes, Path(params_path).resolve())
+    return Plan(studies, recipes, stamp)

@@ -99,12 +99,10 @@ def stamp(root: Path, params_path: Path) -> str:
     return h.hexdigest()
 
 
-def _input_stats(paths) -> dict[str, list[int]]:
-    out = {}
-    for p in sorted(paths):
-        st = os.stat(p)
-        out[p] = [st.st_size, st.st_mtime_ns]
-    return out
+def input_stat(path: str) -> list[int]:
+    """What a record checks an external input by: size and mtime (taken before hashing it)."""
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns]
 
 
 def record_path(fp_file: Path) -> Path:
@@ -113,9 +111,8 @@ def record_path(fp_file: Path) -> Path:
 
 def write_all(plan, root: Path | None = None) -> int:
     """Write every node's record (and a marker per excluded slug) whose content changed."""
-    if plan.params_path is None:
+    if plan.stamp is None:
         return 0
-    current = stamp(plan.root, plan.params_path)
     inputs: dict[tuple[str, str, str], frozenset[str]] = {}  # node key → external inputs of it and its ancestors
     written = 0
 
@@ -135,13 +132,14 @@ def write_all(plan, root: Path | None = None) -> int:
     for key, node in plan.nodes.items():
         own = frozenset(node.parts["inputs"])
         inputs[key] = own.union(*(inputs[node.study, s, u] for s, u in node.upstream))
-        rec = of_node(plan, node)
+        stats = {p: plan.input_stats[p] for p in sorted(inputs[key])}
         put(
             record_path(node.fingerprint_file(root)),
-            {"stamp": current, "inputs": _input_stats(inputs[key]), "node": rec.__dict__},
+            {"stamp": plan.stamp, "inputs": stats, "node": of_node(plan, node).__dict__},
         )
+    excluded = {"stamp": plan.stamp, "inputs": {}, "excluded": True}
     for study, stage, slug in plan.excluded:
-        put(record_path(fingerprint_path(study, stage, slug, root)), {"stamp": current, "inputs": {}, "excluded": True})
+        put(record_path(fingerprint_path(study, stage, slug, root)), excluded)
     return written
 
 
@@ -149,14 +147,13 @@ def load(study: str, stage: str, slug: str, root: Path, params_path: Path) -> No
     """The current record of a node, "excluded" for an excluded slug, None when missing or stale."""
     try:
         raw = json.loads(record_path(fingerprint_path(study, stage, slug)).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    try:
-        if raw["stamp"] != stamp(root, params_path) or raw["inputs"] != _input_stats(raw["inputs"]):
+        if raw["stamp"] != stamp(root, params_path):
             return None
-    except OSError:  # the params file or an external input is gone: let the plan say so
+        if any(input_stat(p) != st for p, st in raw["inputs"].items()):
+            return None
+        if raw.get("excluded"):
+            return "excluded"
+        node = raw["node"]
+        return NodeRecord(**{**node, "cells": tuple(node["cells"]), "upstream": tuple(node["upstream"])})
+    except (OSError, ValueError, KeyError, TypeError):  # missing, half-written, another format, an input gone
         return None
-    if raw.get("excluded"):
-        return "excluded"
-    node = raw["node"]
-    return NodeRecord(**{**node, "cells": tuple(node["cells"]), "upstream": tuple(node["upstream"])})
