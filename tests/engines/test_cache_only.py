@@ -32,8 +32,11 @@ def test_cache_only_node_command_names_node_and_fingerprint_and_publishes_nothin
 
 def test_cache_only_snakemake_computes_nothing_and_its_log_names_what_is_missing(project):
     project.env["ABLATE_CACHE_ONLY"] = "1"
-    assert project.snakemake(check=False).returncode != 0
+    proc = project.snakemake(check=False)
+    assert proc.returncode != 0
     assert project.computed() == {} and stored(project.path / "artifacts" / ".store") == []
+    listed = [line for line in proc.stderr.splitlines() if line.startswith("[ablate] cache-only: the store lacks")]
+    assert len(listed) == ALL_NODES  # named up front, at parse time, before any job runs
     logs = "".join(p.read_text() for p in (project.path / "artifacts/.logs/toy/gen").glob("*.log"))
     fps = fingerprints(project)
     missing = [b["node"] for b in project.builds() if b["action"] == "missing"]
