@@ -12,23 +12,45 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import dvcgen, runner, status, sweep
+from pipeline import dvcgen, paths, project, record, runner, status, sweep
 from pipeline import plan as plan_mod
-from pipeline.codehash import ROOT
 from pipeline.params import ParamsError
 from pipeline.store import Store, read_meta
-from stages import RECIPES
 
-CONFIGS = ROOT / "configs"
+CONFIGS = Path("configs")  # relative to the project root
+
+
+def recipes() -> dict[str, tuple[str, ...]]:
+    """The project's recipe table, imported from the project root (project.activate())."""
+    from stages import RECIPES
+
+    return RECIPES
 
 
 def _plan(args) -> plan_mod.Plan:
-    return plan_mod.build(args.params, RECIPES, only=[args.study] if getattr(args, "study", None) else None)
+    return plan_mod.build(args.params, recipes(), only=[args.study] if getattr(args, "study", None) else None)
+
+
+def _is_projects_params(args) -> bool:
+    return Path(args.params).resolve() == (project.root() / "params.yaml").resolve()
+
+
+def report_cache_only(states: list[status.NodeState], store: Store) -> int:
+    """--cache-only preflight: list every node a build would have to compute; 1 if any."""
+    missing = status.to_compute(states, store)
+    for s in missing:
+        print(f"needs compute  {s.node.label}  fingerprint {s.node.fingerprint}  ({s.state})")
+    print(
+        f"cache-only: {len(missing)} node(s) would need compute; the store {store.root} lacks their fingerprints"
+        if missing
+        else f"cache-only: every node is done or restores from the store {store.root}"
+    )
+    return 1 if missing else 0
 
 
 def cmd_status(args) -> int:
-    plan = _plan(args)
-    states = status.collect(plan, Store(), args.study)
+    plan, store = _plan(args), Store()
+    states = status.collect(plan, store, args.study)
     if args.json:
         print(
             json.dumps(
@@ -47,7 +69,7 @@ def cmd_status(args) -> int:
         )
     else:
         print(status.render(plan, states))
-    return 0
+    return report_cache_only(states, store) if args.cache_only else 0
 
 
 def cmd_plan(args) -> int:
@@ -83,11 +105,12 @@ def cmd_why(args) -> int:
 def cmd_check(args) -> int:
     plan = _plan(args)
     print(f"{args.params}: valid ({len(plan.nodes)} nodes)")
-    if Path(args.params).resolve() == (ROOT / "params.yaml").resolve() and not dvcgen.is_current(
-        plan, ROOT / "dvc.yaml"
-    ):
+    if _is_projects_params(args) and not dvcgen.is_current(plan, project.root() / "dvc.yaml"):
         print("dvc.yaml no longer matches the studies' structure: run `ablate dvc-yaml --write`")
         return 1
+    if args.cache_only:
+        store = Store()
+        return report_cache_only(status.collect(plan, store), store)
     return 0
 
 
@@ -104,9 +127,10 @@ def cmd_use(args) -> int:
     """Replace the params file with a config. Refuses a config that lacks one of the params
     file's studies: copying it would silently drop that study from the plan, dvc.yaml and
     `ablate status` (run a partial config with `--params configs/X.yaml` instead)."""
-    source = CONFIGS / f"{args.name}.yaml"
+    configs = project.root() / CONFIGS
+    source = configs / f"{args.name}.yaml"
     if not source.exists():
-        names = ", ".join(p.stem for p in sorted(CONFIGS.glob("*.yaml")))
+        names = ", ".join(p.stem for p in sorted(configs.glob("*.yaml")))
         raise ParamsError(str(source), f"no such config; available: {names}")
     target = Path(args.params)
     missing = [s for s in study_names(target) if s not in study_names(source)]
@@ -116,14 +140,14 @@ def cmd_use(args) -> int:
             f"lacks {len(missing)} of the studies {target.name} defines: {', '.join(missing)}; "
             f"add them to the config (using it would drop them), or plan it alone with --params {source}",
         )
-    plan_mod.build(source, RECIPES)  # validate before touching the params file
+    plan_mod.build(source, recipes())  # validate before touching the params file
     shutil.copy2(target, target.with_suffix(".yaml.bak"))
     shutil.copy2(source, target)
     print(f"{target.name} ← {source} (previous saved as {target.with_suffix('.yaml.bak').name})")
-    if target.resolve() == (ROOT / "params.yaml").resolve():
-        plan = _plan(args)
-        if not dvcgen.is_current(plan, ROOT / "dvc.yaml"):
-            (ROOT / "dvc.yaml").write_text(dvcgen.render(plan))
+    if _is_projects_params(args):
+        plan, dvc_yaml = _plan(args), project.root() / "dvc.yaml"
+        if not dvcgen.is_current(plan, dvc_yaml):
+            dvc_yaml.write_text(dvcgen.render(plan))
             print("dvc.yaml regenerated for the new structure")
     return 0
 
@@ -137,7 +161,7 @@ def cmd_fingerprints(args) -> int:
 def cmd_dvc_yaml(args) -> int:
     text = dvcgen.render(_plan(args))
     if args.write:
-        (ROOT / "dvc.yaml").write_text(text)
+        (project.root() / "dvc.yaml").write_text(text)
         print("wrote dvc.yaml")
     else:
         print(text, end="")
@@ -157,7 +181,7 @@ def cmd_gc(args) -> int:
     """Keep what the current plan or any workspace here references; drop the rest."""
     plan = _plan(args)
     keep = {n.fingerprint for n in plan.nodes.values()}
-    root = plan_mod.artifacts_root()
+    root = paths.artifacts_root()
     metas = [*root.glob("*/*/*/meta.json"), *root.glob("reports/*/meta.json")]  # node and report workspaces
     keep |= {m["fingerprint"] for p in metas if (m := read_meta(p.parent)) and "fingerprint" in m}
     gone = Store().gc(keep, dry_run=not args.yes)
@@ -173,7 +197,7 @@ def cmd_sweep(args) -> int:
     last = [name for name, (_, spec) in plan.stages[study.kind].items() if not spec.gather][-1]
     metric = args.metric or f"{last}/{study.params.get('report_metric', 'loss')}"  # as `ablate cell` logs it
     config = sweep.sweep_config(study, metric, args.goal)
-    out = Path(args.out or ROOT / "sweeps" / f"{args.study}.yaml")
+    out = Path(args.out or project.root() / "sweeps" / f"{args.study}.yaml")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         f"# W&B grid sweep over {args.study}. Run: wandb sweep {out.name}, then wandb agent <id>\n"
@@ -192,7 +216,7 @@ def cmd_cell(args) -> int:
     for stage, (_, spec) in plan.stages[study.kind].items():
         if not spec.gather:
             node = plan.by_cell[study.name, cell.name, stage]
-            code = runner.build(plan, node, Store())
+            code = runner.build(record.of_node(plan, node), Store())
             if code:
                 return code
     metrics = sweep.cell_metrics(plan, study.name, cell.name)
@@ -246,11 +270,17 @@ def cmd_memory_safe(args) -> int:
     return 0
 
 
+CACHE_ONLY_HELP = (
+    "also list every node a build would have to compute (the store lacks its fingerprint) and exit 1 if any: "
+    "the preflight for building with ABLATE_CACHE_ONLY=1"
+)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ablate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--params", default=str(ROOT / "params.yaml"), help="params file (default: params.yaml)")
+    p.add_argument("--params", help="params file (default: the project's params.yaml)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name, func, help_):
@@ -261,11 +291,13 @@ def parser() -> argparse.ArgumentParser:
     sp = add("status", cmd_status, "Show every cell × stage: done, pending, stale, failed, oom, running.")
     sp.add_argument("--study", help="only this study")
     sp.add_argument("--json", action="store_true", help="one record per node, for scripts")
+    sp.add_argument("--cache-only", action="store_true", help=CACHE_ONLY_HELP)
     sp = add("plan", cmd_plan, "List the nodes the current params produce, with fingerprints and paths.")
     sp.add_argument("--study", help="only this study")
     sp = add("why", cmd_why, "Explain why a node would rebuild: the fingerprint parts that changed.")
     sp.add_argument("node", help="study/stage/slug, e.g. ska_lm/tokenize/base")
-    add("check", cmd_check, "Validate params.yaml and check that dvc.yaml matches its structure.")
+    sp = add("check", cmd_check, "Validate params.yaml and check that dvc.yaml matches its structure.")
+    sp.add_argument("--cache-only", action="store_true", help=CACHE_ONLY_HELP)
     sp = add(
         "use",
         cmd_use,
@@ -307,7 +339,20 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Act on the project the command runs in. When that project ships its own ablate.py
+    (a clone of this repository does), hand over to it: its CLI, pipeline and stages then
+    all match the project, whatever version of ablate is installed."""
+    try:
+        root = project.root()
+    except project.NotAProject as e:
+        print(f"ablate: error: {e}", file=sys.stderr)
+        return 2
+    own = root / "ablate.py"
+    if own.is_file() and own.resolve() != Path(__file__).resolve():
+        os.execv(sys.executable, [sys.executable, str(own), *(sys.argv[1:] if argv is None else argv)])
+    project.activate()
     args = parser().parse_args(argv)
+    args.params = args.params or str(root / "params.yaml")
     try:
         return args.func(args)
     except ParamsError as e:

@@ -12,14 +12,18 @@ import ast
 from functools import cache
 from pathlib import Path
 
+from pipeline import project
 from pipeline.fingerprint import digest
 
+# The checkout this package lives in (tests read the repo's files through it). Commands
+# never use it: they act on the project they run in, ``project.root()``.
 ROOT = Path(__file__).resolve().parent.parent
 FOLLOWED = ("studies", "stages")  # top-level packages whose code is part of a fingerprint
 
 
-def module_path(name: str, root: Path = ROOT) -> Path:
+def module_path(name: str, root: Path | None = None) -> Path:
     """File of a project module or package, found without importing it."""
+    root = root or project.root()
     base = root.joinpath(*name.split("."))
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():
@@ -72,8 +76,9 @@ def _module_digest(name: str, root: Path) -> tuple[str, frozenset[str]]:
     return digest("module", ast.dump(tree, include_attributes=False)), frozenset(deps)
 
 
-def code_digests(modules: tuple[str, ...], root: Path = ROOT) -> dict[str, str]:
+def code_digests(modules: tuple[str, ...], root: Path | None = None) -> dict[str, str]:
     """Digest of every module reachable from ``modules`` through project imports."""
+    root = root or project.root()
     seen: dict[str, str] = {}
     todo = list(modules)
     while todo:

@@ -41,9 +41,35 @@ def _check(value: Any, where: str) -> Any:
     raise UnhashableValue(f"{where}: {type(value).__name__} values cannot be hashed canonically")
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _plain(value: Any) -> bool:
+    """True for values built only of exact JSON types (what params and parts are): these
+    encode as they are. Anything else goes through ``_check``, which copies or names the
+    offending path. Planning hashes every node, so this common case must be cheap."""
+    t = type(value)
+    if t in _PLAIN:
+        return True
+    if t is float:
+        return math.isfinite(value)
+    if t is dict:  # loops, not all(genexpr): this runs for every value of every node
+        for k, v in value.items():
+            if type(k) is not str or (type(v) is not str and not _plain(v)):
+                return False
+        return True
+    if t is list or t is tuple:  # a tuple encodes as a list, as _check's copy would
+        for v in value:
+            if not _plain(v):
+                return False
+        return True
+    return False
+
+
 def canonical_json(value: Any) -> str:
     """Sorted keys, no whitespace, floats in repr: equal values give equal text."""
-    return json.dumps(_check(value, "value"), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return _ENCODER.encode(value if _plain(value) else _check(value, "value"))
 
 
 def digest(kind: str, value: Any) -> str:

@@ -18,17 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import params as params_mod
-from pipeline.codehash import ROOT, code_digests
+from pipeline import project, record
+from pipeline.codehash import code_digests
 from pipeline.fingerprint import file_digest, node_fingerprint
 from pipeline.params import Cell, ParamsError, Study, axis_slug, did_you_mean
+from pipeline.paths import fingerprint_path, workspace_path
 from pipeline.spec import StageSpec
 
 BASE = "base"
-
-
-def artifacts_root() -> Path:
-    """Where workspaces live (ABLATE_ARTIFACTS, default ./artifacts)."""
-    return Path(os.environ.get("ABLATE_ARTIFACTS", ROOT / "artifacts"))
 
 
 @dataclass(frozen=True)
@@ -49,13 +46,10 @@ class Node:
         return f"{self.study}/{self.stage}/{self.slug}"
 
     def workspace(self, root: Path | None = None) -> Path:
-        root = root or artifacts_root()
-        if self.spec.gather:
-            return root / "reports" / self.study
-        return root / self.study / self.stage / self.slug
+        return workspace_path(self.study, self.stage, self.slug, self.spec.gather, root)
 
     def fingerprint_file(self, root: Path | None = None) -> Path:
-        return (root or artifacts_root()) / ".fingerprints" / self.study / self.stage / f"{self.slug}.fp"
+        return fingerprint_path(self.study, self.stage, self.slug, root)
 
 
 def load_recipes(recipes: dict[str, tuple[str, ...]]) -> dict[str, dict[str, tuple[str, StageSpec]]]:
@@ -111,20 +105,28 @@ def check_study(study: Study, stages: dict[str, tuple[str, StageSpec]]) -> None:
 class Plan:
     """All nodes of all studies, keyed by (study, stage, slug)."""
 
-    def __init__(self, studies: dict[str, Study], recipes: dict[str, tuple[str, ...]]):
+    def __init__(self, studies: dict[str, Study], recipes: dict[str, tuple[str, ...]], stamp: str | None = None):
         self.studies = studies
+        self.root = project.root()
+        self.stamp = stamp  # of the files this plan was made from (pipeline.record); None: write no records
+        self.input_stats: dict[str, list[int]] = {}  # external input → [size, mtime_ns] before hashing it
         self.stages = load_recipes({s.kind: recipes[s.kind] for s in studies.values()})
         self.nodes: dict[tuple[str, str, str], Node] = {}
         self.by_cell: dict[tuple[str, str, str], Node] = {}  # (study, cell, stage) → node
         self._code: dict[str, dict[str, str]] = {}  # stage module → code digests
         self.excluded: set[tuple[str, str, str]] = set()  # slugs DVC's matrix asks for, excluded
+        self._cells: dict[tuple[str, str, str], list[str]] = {}  # node key → its cells, while planning
         for study in studies.values():
             check_study(study, self.stages[study.kind])
             self._plan_study(study)
+        # Cells are collected in lists and frozen once: extending a tuple per cell is quadratic.
+        for key, node in self.nodes.items():
+            object.__setattr__(node, "cells", tuple(self._cells[key]))
+        del self._cells
 
     def _code_of(self, module: str, spec: StageSpec) -> dict[str, str]:
         if module not in self._code:
-            self._code[module] = code_digests((module, *spec.code))
+            self._code[module] = code_digests((module, *spec.code), self.root)
         return self._code[module]
 
     def _effective_reads(self, stages: dict[str, tuple[str, StageSpec]]) -> dict[str, set[str]]:
@@ -133,13 +135,13 @@ class Plan:
             eff[name] = set(spec.reads).union(*(eff[n] for n in spec.needs))
         return eff
 
-    def _slug(self, study: Study, cell: Cell, per_cell: bool, reads: set[str]) -> str:
+    def _slug(self, cell: Cell, per_cell: bool, axes: list[str]) -> str:
+        """``axes``: the study's axes whose keys the stage (or its upstream) reads."""
         if not per_cell:
             return BASE
         if cell.named:
             return cell.name
-        parts = [axis_slug(a, cell.coords[a]) for a in study.axes if reads & set(study.axis_keys(a))]
-        return ",".join(parts) or BASE
+        return ",".join([axis_slug(a, cell.coords[a]) for a in axes]) or BASE
 
     def _plan_study(self, study: Study) -> None:
         stages = self.stages[study.kind]
@@ -149,14 +151,15 @@ class Plan:
                 self._plan_gather(study, name, module, spec)
                 continue
             per_cell = bool(eff[name] & study.varying)
+            axes = [a for a in study.axes if eff[name] & set(study.axis_keys(a))]
             for cell in study.cells:
-                slug = self._slug(study, cell, per_cell, eff[name])
+                slug = self._slug(cell, per_cell, axes)
                 upstream = tuple((n, self.by_cell[study.name, cell.name, n].slug) for n in spec.needs)
                 projected = {k: cell.params[k] for k in spec.reads}
                 node = self._make(study, name, slug, module, spec, projected, upstream, cell.name)
                 self.by_cell[study.name, cell.name, name] = node
             for cell in study.excluded:
-                key = (study.name, name, self._slug(study, cell, per_cell, eff[name]))
+                key = (study.name, name, self._slug(cell, per_cell, axes))
                 if key not in self.nodes:
                     self.excluded.add(key)
 
@@ -178,19 +181,26 @@ class Plan:
     def _make(self, study, name, slug, module, spec, projected, upstream, *cells, gathered=None) -> Node:
         key = (study.name, name, slug)
         old = self.nodes.get(key)
-        if old is not None and old.params == projected and old.upstream == upstream:
-            node = Node(**{**old.__dict__, "cells": old.cells + cells})
-            self.nodes[key] = node
-            return node
         if old is not None:
-            raise ParamsError(f"studies.{study.name}", f"two cells map to {old.label} with different params")
+            if old.params != projected or old.upstream != upstream:
+                raise ParamsError(f"studies.{study.name}", f"two cells map to {old.label} with different params")
+            self._cells[key].extend(cells)
+            return old
         # Upstream identity is its fingerprint, never its slug: a slug is a path name that
         # changes when an axis is added, while the artifact behind it does not.
         up_fp: dict[str, Any] = {}
         for s, u in upstream:
             fp = self.nodes[study.name, s, u].fingerprint
-            up_fp[s] = sorted({*up_fp.get(s, []), fp}) if spec.gather else fp
-        inputs = {str(p): file_digest(p) for p in (spec.external(projected) if spec.external else [])}
+            if spec.gather:  # a sorted set per stage, sorted once (not once per upstream node)
+                up_fp.setdefault(s, set()).add(fp)
+            else:
+                up_fp[s] = fp
+        if spec.gather:
+            up_fp = {s: sorted(fps) for s, fps in up_fp.items()}
+        inputs = {}
+        for p in spec.external(projected) if spec.external else []:
+            self.input_stats[str(p)] = record.input_stat(p)
+            inputs[str(p)] = file_digest(p)
         parts = {
             "stage": name,
             "version": spec.version,
@@ -200,8 +210,9 @@ class Plan:
             "inputs": inputs,
         }
         parts.update(gathered or {})
-        node = Node(study.name, name, slug, module, spec, projected, upstream, parts, node_fingerprint(parts), cells)
+        node = Node(study.name, name, slug, module, spec, projected, upstream, parts, node_fingerprint(parts), ())
         self.nodes[key] = node
+        self._cells[key] = list(cells)
         return node
 
     def node(self, study: str, stage: str, slug: str) -> Node:
@@ -215,7 +226,9 @@ class Plan:
         return [self.nodes[node.study, s, u] for s, u in node.upstream]
 
     def write_fingerprint_files(self, root: Path | None = None) -> int:
-        """Write each node's fingerprint file only when its content changes; returns how many."""
+        """Write each node's fingerprint file only when its content changes, and every node's
+        record for the engine's jobs (pipeline.record); returns how many fingerprints changed."""
+        record.write_all(self, root)
         written = 0
         for node in self.nodes.values():
             path = node.fingerprint_file(root)
@@ -233,5 +246,8 @@ class Plan:
 
 def build(params_path: Path | str, recipes: dict[str, tuple[str, ...]], only: list[str] | None = None) -> Plan:
     """Validate params and plan every node."""
+    # Stamped before anything is read, so an edit made while planning leaves the records
+    # stale instead of stamping an old plan as current.
+    stamp = record.stamp(project.root(), Path(params_path).resolve())
     studies = params_mod.load(params_path, tuple(recipes), only)
-    return Plan(studies, recipes)
+    return Plan(studies, recipes, stamp)

@@ -2,9 +2,14 @@
 
 Engines decide when to ask; this decides whether to compute. In order:
 up to date in the workspace → nothing; in the store → restore (no compute); a verified
-workspace copy not yet in the store (after ``dvc pull``) → adopt; else, under the
-fingerprint's lock, compute in a child process into a temp dir and publish atomically.
-The child gives us its exit code (failed / oom) and its own peak memory.
+workspace copy not yet in the store (after ``dvc pull``) → adopt; with ``--cache-only``
+(or ABLATE_CACHE_ONLY=1) → refuse, naming the node and the fingerprint the store lacks;
+else, under the fingerprint's lock, compute in a child process into a temp dir and
+publish atomically. The child gives us its exit code (failed / oom) and its own peak memory.
+
+The node comes from its per-node record (pipeline.record) when the engine run wrote a
+current one, so a job costs the same in a 10-cell study and a 10,000-cell one; otherwise
+the study is planned here.
 """
 
 from __future__ import annotations
@@ -22,21 +27,26 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline import plan as plan_mod
+from pipeline import paths, project, record
 from pipeline.child import OOM_EXIT
-from pipeline.codehash import ROOT
-from pipeline.params import ParamsError
-from pipeline.plan import Node, Plan
-from pipeline.store import Store, _remove_tree, read_meta
+from pipeline.record import NodeRecord
+from pipeline.store import Store, StoreUnreachable, _remove_tree, read_meta
+
+MISSING_EXIT = 4  # cache-only and the store lacks the fingerprint
+
+
+def cache_only() -> bool:
+    """ABLATE_CACHE_ONLY=1: reproduce from the store, never compute."""
+    return os.environ.get("ABLATE_CACHE_ONLY", "") not in ("", "0")
 
 
 def say(message: str) -> None:
     print(f"[ablate] {message}", file=sys.stderr, flush=True)
 
 
-def log_build(node: Node, action: str, **extra: Any) -> None:
+def log_build(node: NodeRecord, action: str, **extra: Any) -> None:
     """One JSON line per request in artifacts/.logs/builds.jsonl (counts, audits, timings)."""
-    path = plan_mod.artifacts_root() / ".logs" / "builds.jsonl"
+    path = paths.artifacts_root() / ".logs" / "builds.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "time": time.time(),
@@ -56,17 +66,18 @@ def _threads() -> int:
     return int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
 
 
-def _compute(plan: Plan, node: Node, store: Store) -> tuple[int, dict[str, Any]]:
+def _compute(node: NodeRecord, store: Store) -> tuple[int, dict[str, Any]]:
     """Run the stage in a child process writing into a fresh temp dir; publish on success."""
     upstream = []
-    for up in plan.upstream_nodes(node):
-        entry = store.get(up.fingerprint)
+    for up in node.upstream:
+        entry = store.get(up["fingerprint"])
         if entry is None:
             raise RuntimeError(
-                f"upstream {up.label} (fingerprint {up.fingerprint[:12]}) is not in the store: it was never "
-                "built, or its params or code changed since; build the whole study with the engine"
+                f"upstream {node.study}/{up['stage']}/{up['slug']} (fingerprint {up['fingerprint'][:12]}) is not "
+                "in the store: it was never built, or its params or code changed since; build the whole study "
+                "with the engine"
             )
-        upstream.append({"stage": up.stage, "slug": up.slug, "path": str(entry), "cells": list(up.cells)})
+        upstream.append({"stage": up["stage"], "slug": up["slug"], "path": str(entry), "cells": list(up["cells"])})
     tmp = store.new_tmp(node.fingerprint)
     job = tmp.with_name(tmp.name + "__job.json")
     job.write_text(
@@ -85,8 +96,9 @@ def _compute(plan: Plan, node: Node, store: Store) -> tuple[int, dict[str, Any]]
         )
     )
     started = time.time()
-    env = {**os.environ, "OMP_NUM_THREADS": str(_threads()), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "pipeline.child", str(job)], env=env, cwd=ROOT)
+    root = project.root()
+    env = {**os.environ, "OMP_NUM_THREADS": str(_threads()), "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, "-m", "pipeline.child", str(job)], env=env, cwd=root)
     wall = time.time() - started
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     result_path = job.with_suffix(".result")
@@ -122,34 +134,57 @@ def _compute(plan: Plan, node: Node, store: Store) -> tuple[int, dict[str, Any]]
     return 0, meta
 
 
-def build(plan: Plan, node: Node, store: Store) -> int:
-    """Make ``node``'s workspace hold its current artifact; returns an exit code."""
+def build(node: NodeRecord, store: Store, planned: bool = True) -> int:
+    """Make ``node``'s workspace hold its current artifact; returns an exit code.
+    ``planned``: whether ``node`` came from planning here or from the engine run's record (logged)."""
+
+    def log(action: str, **extra: Any) -> None:
+        log_build(node, action, planned=planned, **extra)
+
     fp, ws = node.fingerprint, node.workspace()
     in_workspace = (read_meta(ws) or {}).get("fingerprint") == fp
     if in_workspace and store.get(fp):
         say(f"{node.label}: up to date")
-        log_build(node, "up_to_date")
+        log("up_to_date")
         return 0
+
+    def refuse() -> int:
+        say(
+            f"{node.label}: error: the store ({store.root}) lacks fingerprint {fp} and cache-only is set "
+            "(--cache-only / ABLATE_CACHE_ONLY=1): refusing to compute"
+        )
+        log("missing")
+        return MISSING_EXIT
+
+    if cache_only() and not in_workspace and not store.get(fp):  # before touching the store: it may be read-only
+        return refuse()
+    try:
+        store.require_writable()
+    except StoreUnreachable as e:
+        say(f"{node.label}: error: {e}")
+        return 2
     if in_workspace and store.adopt(fp, ws):  # e.g. after `dvc pull`: not in the store yet
         say(f"{node.label}: adopted the verified workspace copy into the store")
-        log_build(node, "adopted")
+        log("adopted")
         return 0
     with store.lock(fp, on_wait=lambda: say(f"{node.label}: another builder holds it; waiting")):
         if store.get(fp):
             store.materialize(fp, ws)
             say(f"{node.label}: restored from the store (fingerprint {fp[:12]}), no compute")
-            log_build(node, "store_hit")
+            log("store_hit")
             return 0
+        if cache_only():  # e.g. the workspace copy did not verify, so adopting it failed
+            return refuse()
         say(f"{node.label}: computing (fingerprint {fp[:12]})")
-        code, info = _compute(plan, node, store)
+        code, info = _compute(node, store)
         if code != 0:
             say(f"{node.label}: {info['status']} with exit code {code}")
-            log_build(node, info["status"], exit_code=code)
+            log(info["status"], exit_code=code)
             return code
         store.materialize(fp, ws)
     wall = info["timing"]["wall_s"]
     say(f"{node.label}: computed in {wall:.1f} s, peak RSS {info['peak_rss_mb']:.0f} MB")
-    log_build(node, "computed", wall_s=wall)
+    log("computed", wall_s=wall)
     return 0
 
 
@@ -161,17 +196,32 @@ def main(recipes: dict[str, tuple[str, ...]], argv: list[str] | None = None) -> 
     parser.add_argument("study")
     parser.add_argument("stage")
     parser.add_argument("slug", help="the node's slug: its directory name under artifacts/<study>/<stage>/")
-    parser.add_argument("--params", default=str(ROOT / "params.yaml"), help="params file (default: params.yaml)")
+    parser.add_argument("--params", help="params file (default: the project's params.yaml)")
+    parser.add_argument(
+        "--cache-only", action="store_true", help="fail instead of computing (same as ABLATE_CACHE_ONLY=1)"
+    )
     args = parser.parse_args(argv)
+    if args.cache_only:
+        os.environ["ABLATE_CACHE_ONLY"] = "1"
     try:
-        plan = plan_mod.build(args.params, recipes, only=[args.study])
-        if (args.study, args.stage, args.slug) in plan.excluded:
-            return _mark_excluded(plan_mod.artifacts_root() / args.study / args.stage / args.slug)
-        node = plan.node(args.study, args.stage, args.slug)
-    except (ParamsError, KeyError) as e:
+        root = project.root()
+        params = Path(args.params or root / "params.yaml").resolve()
+        node = record.load(args.study, args.stage, args.slug, root, params)
+        planned = node is None
+        if planned:  # no current record: plan the study (what the engine run did)
+            from pipeline import plan as plan_mod  # only here: planning imports yaml and the recipes
+
+            plan = plan_mod.build(params, recipes, only=[args.study])
+            if (args.study, args.stage, args.slug) in plan.excluded:
+                node = "excluded"
+            else:
+                node = record.of_node(plan, plan.node(args.study, args.stage, args.slug))
+    except (ValueError, KeyError, project.NotAProject) as e:  # ParamsError is a ValueError
         say(f"error: {e.args[0] if isinstance(e, KeyError) else e}")
         return 2
-    return build(plan, node, Store())
+    if node == "excluded":
+        return _mark_excluded(paths.artifacts_root() / args.study / args.stage / args.slug)
+    return build(node, Store(), planned)
 
 
 def _mark_excluded(ws: Path) -> int:

@@ -61,7 +61,8 @@ class Params(Mapping[str, Any]):
 
 @dataclass(frozen=True)
 class Upstream:
-    """One input artifact: its stage, the cell(s) it serves, and where its files are."""
+    """One input artifact: its stage, the cell(s) it serves (all of them for a gathering stage;
+    for any other, those of the node being built), and where its files are."""
 
     stage: str
     slug: str

@@ -10,8 +10,11 @@ running  a builder holds its lock now
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
+from pipeline.paths import artifacts_root
 from pipeline.plan import Node, Plan
 from pipeline.store import Store, read_meta
 
@@ -25,24 +28,63 @@ class NodeState:
     detail: str = ""
 
 
-def node_state(node: Node, store: Store) -> NodeState:
+def _listing(path: str) -> set[str]:
+    try:
+        return set(os.listdir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
+
+
+class _Snapshot:
+    """One listing of the store and the workspaces, so status costs a few directory reads
+    plus one meta.json read per built node, not several path lookups per node."""
+
+    def __init__(self, store: Store, artifacts: Path):
+        objects = os.path.join(store.root, "objects")
+        self.stored = {d + e for d in _listing(objects) for e in _listing(os.path.join(objects, d))}
+        self.failed = {f.removesuffix(".json") for f in _listing(os.path.join(store.root, "failures"))}
+        locks = os.path.join(store.root, "locks")
+        self.locked = {d + f.removesuffix(".lock") for d in _listing(locks) for f in _listing(os.path.join(locks, d))}
+        self.artifacts = str(artifacts)
+        self._dirs: dict[str, set[str]] = {}
+
+    def workspace_fingerprint(self, node: Node) -> str | None:
+        if node.spec.gather:
+            parent, name = os.path.join(self.artifacts, "reports"), node.study
+        else:
+            parent, name = os.path.join(self.artifacts, node.study, node.stage), node.slug
+        if parent not in self._dirs:
+            self._dirs[parent] = _listing(parent)
+        if name not in self._dirs[parent]:
+            return None
+        return (read_meta(Path(parent, name)) or {}).get("fingerprint")
+
+
+def node_state(node: Node, store: Store, seen: _Snapshot) -> NodeState:
     fp = node.fingerprint
-    ws_fp = (read_meta(node.workspace()) or {}).get("fingerprint")
+    ws_fp = seen.workspace_fingerprint(node)
     if ws_fp == fp:
         return NodeState(node, "done")
-    if store.is_locked(fp):
+    if fp in seen.locked and store.is_locked(fp):
         return NodeState(node, "running")
-    failure = store.failure(fp)
+    failure = store.failure(fp) if fp in seen.failed else None
     if failure:
         return NodeState(node, failure["status"], f"exit code {failure['exit_code']}: {failure.get('error') or ''}")
-    in_store = " (in store: restores without compute)" if store.entry(fp).exists() else ""
+    in_store = " (in store: restores without compute)" if fp in seen.stored else ""
     if ws_fp is not None:
         return NodeState(node, "stale", f"workspace has {ws_fp[:12]}, plan wants {fp[:12]}{in_store}")
     return NodeState(node, "pending", in_store.strip(" ()"))
 
 
 def collect(plan: Plan, store: Store, study: str | None = None) -> list[NodeState]:
-    return [node_state(n, store) for n in plan.nodes.values() if study in (None, n.study)]
+    seen = _Snapshot(store, artifacts_root())
+    return [node_state(n, store, seen) for n in plan.nodes.values() if study in (None, n.study)]
+
+
+def to_compute(states: list[NodeState], store: Store) -> list[NodeState]:
+    """Nodes a build would compute: not in the workspace, and the store lacks the fingerprint."""
+    stored = set(store.fingerprints())
+    return [s for s in states if s.state != "done" and s.node.fingerprint not in stored]
 
 
 def render(plan: Plan, states: list[NodeState]) -> str:

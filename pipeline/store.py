@@ -36,7 +36,7 @@ META = "meta.json"
 
 
 def default_root() -> Path:
-    from pipeline.plan import artifacts_root
+    from pipeline.paths import artifacts_root
 
     return Path(os.environ.get("ABLATE_STORE", artifacts_root() / ".store"))
 
@@ -74,9 +74,30 @@ def _remove_tree(path: Path) -> None:
         shutil.rmtree(path)
 
 
+class StoreUnreachable(OSError):
+    """The store directory cannot be created or written (e.g. a shared mount is missing)."""
+
+
 class Store:
     def __init__(self, root: Path | str | None = None):
         self.root = Path(root) if root else default_root()
+
+    def require_writable(self) -> None:
+        """Refuse, naming the path, a store we cannot write, before any work. A missing
+        ABLATE_STORE is created only inside an existing parent: a missing parent usually means
+        a shared filesystem that is not mounted, and a private store there would share nothing."""
+        shared = bool(os.environ.get("ABLATE_STORE"))
+        where = f"ABLATE_STORE={self.root}" if shared else f"store {self.root}"
+        if not self.root.exists():
+            parent = self.root.parent
+            if shared and not parent.is_dir():
+                raise StoreUnreachable(f"{where}: its parent directory {parent} does not exist (not mounted?)")
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreUnreachable(f"{where}: cannot create it: {e.strerror}") from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise StoreUnreachable(f"{where}: not writable by this user")
 
     # ---- paths
     def entry(self, fp: str) -> Path:

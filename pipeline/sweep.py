@@ -13,7 +13,8 @@ import os
 from typing import Any
 
 from pipeline.params import Cell, ParamsError, Study, axis_slug, format_value
-from pipeline.plan import Plan, artifacts_root
+from pipeline.paths import artifacts_root
+from pipeline.plan import Plan
 
 
 def _arg_value(axis: str, value: Any) -> Any:

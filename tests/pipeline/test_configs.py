@@ -45,6 +45,7 @@ def test_the_paper_config_is_shipped():
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
 def test_config_plans_and_covers_every_study_of_params_yaml(config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # relative data paths resolve here, not in the repository
+    monkeypatch.setenv("ABLATE_PROJECT", str(ROOT))  # whose code is planned
     inputs = write_csv_inputs(config, tmp_path)
     plan = build(config, RECIPES)
     missing = [s for s in shipped_studies() if s not in plan.studies]
@@ -57,6 +58,7 @@ def test_config_plans_and_covers_every_study_of_params_yaml(config, tmp_path, mo
 
 def test_paper_config_holds_the_plans_values(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ABLATE_PROJECT", str(ROOT))
     write_csv_inputs(ROOT / "configs/paper.yaml", tmp_path)
     plan = build(ROOT / "configs/paper.yaml", RECIPES)
     poh = plan.studies["poh_injection"].params

@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -32,3 +33,21 @@ def test_bool_and_int_hash_differently():
 def test_values_without_a_canonical_form_are_refused(bad):
     with pytest.raises(UnhashableValue):
         canonical_json({"v": bad})
+
+
+def test_canonical_json_is_the_plain_sorted_compact_json_dump():
+    """The fast validator must not change the text: tuples render as lists, keys sorted, floats as repr."""
+    value = {
+        "params": {"lr": 0.001, "tie": True, "name": "é", "shape": (2, 3), "none": None},
+        "code": {"b": "1", "a": "2"},
+    }
+    plain = {
+        "params": {"lr": 0.001, "tie": True, "name": "é", "shape": [2, 3], "none": None},
+        "code": {"b": "1", "a": "2"},
+    }
+    assert canonical_json(value) == json.dumps(plain, sort_keys=True, separators=(",", ":"))
+
+
+def test_unhashable_value_names_its_path():
+    with pytest.raises(UnhashableValue, match=r"value\.params\.shape\[1\]: nan has no canonical form"):
+        canonical_json({"params": {"shape": [1, math.nan]}})

@@ -8,6 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)
 
+from pipeline import paths as _paths  # noqa: E402
 from pipeline import plan as _plan  # noqa: E402
 from pipeline.params import ParamsError  # noqa: E402
 from stages import RECIPES  # noqa: E402
@@ -17,7 +18,15 @@ try:
 except ParamsError as _error:
     raise WorkflowError(f"params.yaml is invalid: {_error}") from None
 PLAN.write_fingerprint_files()
-ART = Path(os.path.relpath(_plan.artifacts_root(), workflow.basedir))  # rule paths are relative to the workdir
+if os.environ.get("ABLATE_CACHE_ONLY", "") not in ("", "0"):  # name every node the jobs will refuse, up front
+    from pipeline import status as _status  # noqa: E402
+    from pipeline.store import Store as _Store  # noqa: E402
+
+    _store = _Store()
+    for _s in _status.to_compute(_status.collect(PLAN, _store), _store):
+        print(f"[ablate] cache-only: the store lacks {_s.node.label}  fingerprint {_s.node.fingerprint}",
+              file=sys.stderr)
+ART = Path(os.path.relpath(_paths.artifacts_root(), workflow.basedir))  # rule paths are relative to the workdir
 
 
 def _meta(node):
