@@ -1,0 +1,231 @@
+"""Interpretability tools for a trained model (STUDIES §4, the log's five experiments).
+
+- `lock_in_steps`: the first step from which a cell's probability on a digit stays > 0.9.
+- `placement_strategies`: which human strategy explains each cell that becomes filled between
+  two consecutive boards. Candidates are 9-bit masks; each elimination rule is a vectorised
+  numpy function of a candidate grid, and the cascade asks, level by level, whether the placed
+  digit is a naked or hidden single once that level's eliminations (and the easier ones) apply.
+- `attention_maps` / `head_specialisation`: per decoder head, the mean attention a cell pays
+  to the other cells of its row, column and box, over the uniform mean (1/81).
+- `ablate_head`: zero one head's columns of its layer's out-projection (its contribution to
+  the layer's output and nothing else), restored on exit.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from studies.data.sudoku import UNITS
+from studies.ebm.grid import CELL_UNITS, candidates, popcount
+
+# ---------------------------------------------------------------------------- lock-in
+
+
+def lock_in_steps(probs, digits, threshold: float = 0.9) -> np.ndarray:
+    """probs [T+1, B, 81, 9] (a recorded trajectory), digits [B, 81] 1-9 (the solution: the
+    source's "commits to its final correct digit"; or the final board) → [B, 81] the first
+    step t with p(digit) > threshold at every step from t on; −1 where it never holds at the end."""
+    p = np.asarray(probs)
+    idx = np.asarray(digits).astype(np.int64)[None, ..., None] - 1
+    above = np.take_along_axis(p, np.broadcast_to(idx, p.shape[:-1] + (1,)), -1)[..., 0] > threshold
+    sustained = np.flip(np.logical_and.accumulate(np.flip(above, 0), 0), 0)  # above from t to the end
+    return np.where(sustained[-1], sustained.argmax(0), -1)
+
+
+def locked_boards(probs, threshold: float = 0.9) -> np.ndarray:
+    """[T+1, B, 81, 9] → [T+1, B, 81] boards holding a cell's argmax digit where its probability
+    exceeds `threshold`, else blank (0): the board of committed cells at each step."""
+    p = np.asarray(probs)
+    return np.where(p.max(-1) > threshold, p.argmax(-1) + 1, 0)
+
+
+# ---------------------------------------------------------------------------- strategies
+
+STRATEGIES = ("naked_single", "hidden_single", "pointing", "box_line", "naked_pair", "x_wing", "unknown")
+
+
+def _intersections():
+    """Box ∩ line (27 box-row + 27 box-column) cells, the rest of the box, the rest of the line."""
+    inter, box_rest, line_rest = [], [], []
+    for b in range(9):
+        box = set(UNITS[18 + b])
+        for line in list(UNITS[:18]):
+            common = box & set(line)
+            if common:
+                inter.append(sorted(common))
+                box_rest.append(sorted(box - common))
+                line_rest.append(sorted(set(line) - common))
+    return np.array(inter), np.array(box_rest), np.array(line_rest)
+
+
+INTER, BOX_REST, LINE_REST = _intersections()  # [54, 3], [54, 6], [54, 6]
+
+
+def _or_over(cand: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    return np.bitwise_or.reduce(cand[:, cells], axis=-1)
+
+
+def _scatter_or(n: int, cells: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """[n, 81] masks: OR of bits [n, G] (one mask per group) or [n, G, k] (one per member) into
+    the cells [G, k] of each group g."""
+    out = np.zeros((n, 81), np.int32)
+    rows = np.arange(n)[:, None, None]
+    vals = bits if bits.ndim == 3 else bits[..., None]
+    np.bitwise_or.at(out, (rows, cells[None]), np.broadcast_to(vals, (n,) + cells.shape).astype(np.int32))
+    return out
+
+
+def eliminate_pointing(cand: np.ndarray) -> np.ndarray:
+    """Pointing pairs/triples: a digit confined, within a box, to one row (column) leaves the
+    rest of that row (column)."""
+    confined = _or_over(cand, INTER) & ~_or_over(cand, BOX_REST)
+    return cand & ~_scatter_or(len(cand), LINE_REST, confined)
+
+
+def eliminate_box_line(cand: np.ndarray) -> np.ndarray:
+    """Box/line reduction: a digit confined, within a row (column), to one box leaves the rest
+    of that box."""
+    confined = _or_over(cand, INTER) & ~_or_over(cand, LINE_REST)
+    return cand & ~_scatter_or(len(cand), BOX_REST, confined)
+
+
+def eliminate_naked_pairs(cand: np.ndarray) -> np.ndarray:
+    """Two cells of a unit with the same two candidates: those digits leave the unit's others."""
+    cu = cand[:, UNITS]  # [n, 27, 9]
+    two = popcount(cu) == 2
+    same = (cu[..., :, None] == cu[..., None, :]) & two[..., :, None] & two[..., None, :] & ~np.eye(9, dtype=bool)
+    paired = same.any(-1)  # [n, 27, 9] cell i has a partner
+    hits = paired[..., :, None] & (cu[..., :, None] != cu[..., None, :])  # i's pair digits leave j
+    elim_u = np.bitwise_or.reduce(np.where(hits, cu[..., :, None], 0), axis=-2)  # [n, 27, 9]
+    return cand & ~_scatter_or(len(cand), UNITS, elim_u)
+
+
+_PAIRS = np.array([(a, b) for a in range(9) for b in range(a + 1, 9)])  # 36 line pairs
+_OUTSIDE = np.ones((36, 9), bool)
+_OUTSIDE[np.arange(36), _PAIRS[:, 0]] = False
+_OUTSIDE[np.arange(36), _PAIRS[:, 1]] = False
+
+
+def _x_wing_rows(cand: np.ndarray) -> np.ndarray:
+    """Row-based X-wing: a digit with exactly two candidate columns in each of two rows, the
+    same two, leaves those columns in every other row."""
+    grid = cand.reshape(-1, 9, 9)  # [n, row, col]
+    has = (grid[:, None] >> np.arange(9)[None, :, None, None]) & 1  # [n, digit, row, col]
+    colmask = (has << np.arange(9)).sum(-1)  # [n, digit, row] columns holding the digit, as bits
+    a, b = colmask[..., _PAIRS[:, 0]], colmask[..., _PAIRS[:, 1]]  # [n, digit, 36]
+    wing = (a == b) & (popcount(a) == 2)
+    cols = ((a[..., None] >> np.arange(9)) & 1).astype(bool)  # [n, digit, 36, col]
+    hit = wing[..., None, None] & _OUTSIDE[None, None, :, :, None] & cols[..., None, :]  # [n, d, 36, row, col]
+    elim = hit.any(2)  # [n, digit, row, col]
+    bits = (elim << np.arange(9)[None, :, None, None]).sum(1)  # [n, row, col]
+    return cand & ~bits.reshape(-1, 81).astype(np.int32)
+
+
+def eliminate_x_wing(cand: np.ndarray) -> np.ndarray:
+    """X-wings on rows, then on columns (the same rule on the transposed grid)."""
+    cand = _x_wing_rows(cand)
+    t = cand.reshape(-1, 9, 9).transpose(0, 2, 1).reshape(-1, 81)
+    return _x_wing_rows(t).reshape(-1, 9, 9).transpose(0, 2, 1).reshape(-1, 81)
+
+
+def singles(cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(naked [n, 81], hidden [n, 81]) masks: the digit a cell is forced to as its only
+    candidate, and the digits for which it is the only place left in one of its units."""
+    naked = np.where(popcount(cand) == 1, cand, 0)
+    cu = cand[:, UNITS]
+    count = ((cu[..., None] >> np.arange(9)) & 1).sum(-2)  # [n, 27, digit]
+    once = (count == 1) << np.arange(9)  # bits of digits with one place in the unit
+    once_bits = np.bitwise_or.reduce(once, axis=-1)  # [n, 27]
+    hidden = cand & np.bitwise_or.reduce(once_bits[:, CELL_UNITS], axis=-1)
+    return naked, hidden
+
+
+_CASCADE = (None, eliminate_pointing, eliminate_box_line, eliminate_naked_pairs, eliminate_x_wing)
+
+
+def placement_strategies(before, after) -> np.ndarray:
+    """Boards [n, 81] (0 = blank) at consecutive steps → [n, 81] int: the index in STRATEGIES of
+    the easiest strategy that forces each newly filled cell's digit, −1 where no cell was
+    filled. Candidates come from `before`'s placed digits; a digit no strategy forces (or that
+    is not a candidate at all) is "unknown"."""
+    b, a = np.asarray(before).astype(np.int64), np.asarray(after).astype(np.int64)
+    event = (b == 0) & (a > 0)
+    bit = np.where(a > 0, 1 << np.clip(a - 1, 0, 8), 0)
+    out = np.where(event, len(STRATEGIES) - 1, -1)
+    cand = candidates(b)
+    naked, hidden = singles(cand)
+    undecided = event.copy()
+    for code, hit in ((0, naked & bit), (1, hidden & bit)):
+        out = np.where(undecided & (hit > 0), code, out)
+        undecided &= hit == 0
+    for code, rule in enumerate(_CASCADE[1:], start=2):
+        cand = rule(cand)
+        naked, hidden = singles(cand)
+        hit = (naked | hidden) & bit
+        out = np.where(undecided & (hit > 0), code, out)
+        undecided &= hit == 0
+    return out
+
+
+# ---------------------------------------------------------------------------- attention
+
+
+@torch.no_grad()
+def attention_maps(model, puzzles: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Decoder self-attention [layers, B, heads, 81 (query), 81 (key)] at latent z, recomputed
+    layer by layer from each layer's own pre-norm input (eval mode, so no dropout)."""
+    model.eval()
+    tokens, z_ctx = model.context(puzzles)
+    x = model.decoder.features(tokens, z_ctx, z)
+    maps = []
+    for layer in model.decoder.blocks.layers:
+        h = layer.norm1(x)
+        maps.append(layer.self_attn(h, h, h, need_weights=True, average_attn_weights=False)[1])
+        x = layer(x)
+    return torch.stack(maps)
+
+
+def _same_unit(kind: int) -> np.ndarray:
+    """[81, 81] True where two different cells share a row (0), column (1) or box (2)."""
+    m = np.zeros((81, 81), bool)
+    for u in UNITS[kind * 9 : kind * 9 + 9]:
+        m[np.ix_(u, u)] = True
+    np.fill_diagonal(m, False)
+    return m
+
+
+SAME = np.stack([_same_unit(k) for k in range(3)])  # [3, 81, 81]
+UNIT_NAMES = ("row", "col", "box")
+
+
+def head_specialisation(maps, threshold: float = 1.2) -> tuple[np.ndarray, np.ndarray]:
+    """maps [layers, B, heads, 81, 81] → (ratios [layers, heads, 3], labels [layers, heads]):
+    mean attention to the 8 other cells of the query's row / column / box over the mean
+    attention to any cell (1/81); a head is labelled by its largest ratio if it exceeds
+    `threshold`, else "mixed"."""
+    a = np.asarray(maps).mean(1)  # [layers, heads, 81, 81]
+    within = np.einsum("lhqk,uqk->lhu", a, SAME) / SAME.sum((1, 2))  # mean weight on same-unit pairs
+    ratios = within * 81
+    best = ratios.argmax(-1)
+    labels = np.where(ratios.max(-1) > threshold, np.array(UNIT_NAMES)[best], "mixed")
+    return ratios, labels
+
+
+@contextmanager
+def ablate_head(model, layer: int, head: int):
+    """Zero decoder layer `layer`'s out-projection columns of head `head`, restore on exit."""
+    attn = model.decoder.blocks.layers[layer].self_attn
+    if not 0 <= head < attn.num_heads:
+        raise ValueError(f"head={head} out of range: layer {layer} has {attn.num_heads} heads")
+    cols = slice(head * attn.head_dim, (head + 1) * attn.head_dim)
+    saved = attn.out_proj.weight[:, cols].clone()
+    with torch.no_grad():
+        attn.out_proj.weight[:, cols] = 0
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            attn.out_proj.weight[:, cols] = saved
