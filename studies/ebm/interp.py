@@ -20,6 +20,8 @@ import torch
 
 from studies.data.sudoku import UNITS
 from studies.ebm.grid import CELL_UNITS, candidates, popcount
+from studies.ebm.langevin import langevin
+from studies.ebm.metrics import blank_accuracy
 
 # ---------------------------------------------------------------------------- lock-in
 
@@ -229,3 +231,22 @@ def ablate_head(model, layer: int, head: int):
     finally:
         with torch.no_grad():
             attn.out_proj.weight[:, cols] = saved
+
+
+def head_ablation_effects(model, puzzles, solutions, chains: int = 4, steps: int = 20, seed: int = 0) -> np.ndarray:
+    """[layers, heads] change in Langevin blank-cell accuracy when each decoder head is ablated
+    alone. Both sides start from the same z₀ and noise (a generator reseeded with `seed`), so
+    a difference is the head's doing, not the sampler's. `solutions` only score the boards."""
+
+    def accuracy():
+        boards = langevin(model, puzzles, chains, steps, generator=torch.Generator().manual_seed(seed)).boards
+        return blank_accuracy(boards.numpy(), np.asarray(solutions), np.asarray(puzzles))
+
+    base = accuracy()
+    layers = model.decoder.blocks.layers
+    out = np.zeros((len(layers), layers[0].self_attn.num_heads))
+    for li in range(out.shape[0]):
+        for h in range(out.shape[1]):
+            with ablate_head(model, li, h):
+                out[li, h] = accuracy() - base
+    return out

@@ -224,7 +224,7 @@ class EBMSudoku(nn.Module):
         tokens, z_ctx = self.context(puzzles)
         with torch.no_grad():
             z_tgt = self.target(solution_probs)
-        z = self.latent(z_tgt, torch.randn_like(z_tgt[:, : self.cfg.d_z]))
+        z = self.latent(z_tgt, torch.randn(len(z_tgt), self.cfg.d_z, device=z_tgt.device))
         return {
             "z_ctx": z_ctx,
             "z_tgt": z_tgt,

@@ -68,11 +68,12 @@ def loss_fn_for(weights: LossWeights, steps: int):
     """The loop's loss_fn: EMA step (see module docstring), training pass, §4 loss."""
 
     def loss_fn(model: EBMSudoku, batch, step: int):
-        momentum = model.ema_update(step - 1, steps) if step > 0 else float("nan")
+        momentum = model.ema_update(step - 1, steps) if step > 0 else None
         puzzles, solutions = batch
         out = model(puzzles, solution_onehot(solutions))
         loss, logs = ebm_loss(out, solutions, puzzles, weights)
-        logs["ema_momentum"] = momentum
+        if momentum is not None:
+            logs["ema_momentum"] = momentum
         return loss, logs
 
     return loss_fn

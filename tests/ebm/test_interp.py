@@ -14,6 +14,7 @@ from studies.ebm.interp import (
     eliminate_naked_pairs,
     eliminate_pointing,
     eliminate_x_wing,
+    head_ablation_effects,
     head_specialisation,
     lock_in_steps,
     locked_boards,
@@ -160,3 +161,19 @@ def test_ablating_a_head_removes_exactly_that_heads_contribution():
         assert torch.equal(attn.out_proj.weight, before)  # restored on exit
     with pytest.raises(ValueError, match="head=4 out of range"), ablate_head(model, 0, 4):
         pass
+
+
+def test_head_ablation_effects_share_the_sampler_seed():
+    """A head whose out-projection columns are already zero changes nothing when ablated: the
+    exact 0 proves both sides ran from the same z0 and noise; a live head does change boards."""
+    torch.manual_seed(0)
+    model = EBMSudoku(TINY).eval()
+    with torch.no_grad():
+        model.decoder.blocks.layers[0].self_attn.out_proj.weight[:, 0:4] = 0  # head 0 of layer 0
+        model.decoder.blocks.layers[1].self_attn.out_proj.weight.mul_(50)  # make layer 1 matter
+    puzzles = torch.as_tensor(SOLVED[None].repeat(3, 0))
+    puzzles[:, ::2] = 0
+    effects = head_ablation_effects(model, puzzles, SOLVED[None].repeat(3, 0), chains=2, steps=2)
+    assert effects.shape == (2, 4)
+    assert effects[0, 0] == 0.0
+    assert np.abs(effects[1]).sum() > 0
