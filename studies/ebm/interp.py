@@ -145,31 +145,35 @@ def singles(cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return naked, hidden
 
 
-_CASCADE = (None, eliminate_pointing, eliminate_box_line, eliminate_naked_pairs, eliminate_x_wing)
+ELIMINATIONS = (eliminate_pointing, eliminate_box_line, eliminate_naked_pairs, eliminate_x_wing)  # STRATEGIES[2:6]
 
 
-def placement_strategies(before, after) -> np.ndarray:
-    """Boards [n, 81] (0 = blank) at consecutive steps → [n, 81] int: the index in STRATEGIES of
-    the easiest strategy that forces each newly filled cell's digit, −1 where no cell was
-    filled. Candidates come from `before`'s placed digits; a digit no strategy forces (or that
-    is not a candidate at all) is "unknown"."""
-    b, a = np.asarray(before).astype(np.int64), np.asarray(after).astype(np.int64)
-    event = (b == 0) & (a > 0)
-    bit = np.where(a > 0, 1 << np.clip(a - 1, 0, 8), 0)
-    out = np.where(event, len(STRATEGIES) - 1, -1)
-    cand = candidates(b)
+def strategy_codes(cand: np.ndarray, placed: np.ndarray) -> np.ndarray:
+    """Candidates [n, 81] and the digit placed in each cell [n, 81] (0 = none) → [n, 81] index in
+    STRATEGIES of the easiest level at which that digit is forced: a naked single (0), a hidden
+    single (1), or either after applying the eliminations up to levels 2-5 cumulatively;
+    "unknown" if none forces it; −1 where nothing was placed."""
+    p = np.asarray(placed).astype(np.int64)
+    bit = np.where(p > 0, 1 << np.clip(p - 1, 0, 8), 0)
     naked, hidden = singles(cand)
-    undecided = event.copy()
-    for code, hit in ((0, naked & bit), (1, hidden & bit)):
-        out = np.where(undecided & (hit > 0), code, out)
-        undecided &= hit == 0
-    for code, rule in enumerate(_CASCADE[1:], start=2):
+    hits = [naked & bit, hidden & bit]
+    for rule in ELIMINATIONS:
         cand = rule(cand)
         naked, hidden = singles(cand)
-        hit = (naked | hidden) & bit
+        hits.append((naked | hidden) & bit)
+    out = np.where(p > 0, len(STRATEGIES) - 1, -1)
+    undecided = p > 0
+    for code, hit in enumerate(hits):
         out = np.where(undecided & (hit > 0), code, out)
         undecided &= hit == 0
     return out
+
+
+def placement_strategies(before, after) -> np.ndarray:
+    """Boards [n, 81] (0 = blank) at consecutive steps → strategy_codes of each cell blank in
+    `before` and filled in `after`, with candidates from `before`'s placed digits."""
+    b, a = np.asarray(before).astype(np.int64), np.asarray(after).astype(np.int64)
+    return strategy_codes(candidates(b), np.where((b == 0) & (a > 0), a, 0))
 
 
 # ---------------------------------------------------------------------------- attention

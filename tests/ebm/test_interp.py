@@ -20,6 +20,7 @@ from studies.ebm.interp import (
     locked_boards,
     placement_strategies,
     singles,
+    strategy_codes,
 )
 from studies.ebm.model import EBMConfig, EBMSudoku
 
@@ -177,3 +178,48 @@ def test_head_ablation_effects_share_the_sampler_seed():
     assert effects.shape == (2, 4)
     assert effects[0, 0] == 0.0
     assert np.abs(effects[1]).sum() > 0
+
+
+def _pointing_grid():
+    cand = full()
+    cand[0, cells([1, 2], [0, 1, 2]) + [2]] &= ~ONE
+    return cand
+
+
+def _box_line_grid():
+    cand = full()
+    cand[0, 3:9] &= ~ONE
+    return cand
+
+
+def _naked_pair_grid():
+    cand = full()
+    cand[0, [0, 1]] = ONE | TWO
+    return cand
+
+
+def _x_wing_grid():
+    cand = full()
+    for r in (0, 4):
+        cand[0, cells([r], [0, 2, 3, 4, 5, 6, 8])] &= ~ONE
+    return cand
+
+
+@pytest.mark.parametrize(
+    ("grid", "cell", "mask", "digit", "expected"),
+    [
+        (_pointing_grid, 5, ONE | TWO, 2, "pointing"),  # cell 5 loses 1 → {2}
+        (_box_line_grid, 10, ONE | TWO, 2, "box_line"),  # cell 10 loses 1 → {2}
+        (_naked_pair_grid, 5, ONE | TWO | 4, 3, "naked_pair"),  # cell 5 loses 1, 2 → {3}
+        (_x_wing_grid, 19, ONE | 8, 4, "x_wing"),  # cell (2, 1) loses 1 → {4}
+        (_x_wing_grid, 19, ONE | 8, 6, "unknown"),  # 6 is not even a candidate
+    ],
+)
+def test_the_cascade_names_the_easiest_strategy_that_forces_a_placement(grid, cell, mask, digit, expected):
+    cand = grid()
+    cand[0, cell] = mask
+    placed = np.zeros((1, 81), np.int64)
+    placed[0, cell] = digit
+    codes = strategy_codes(cand, placed)
+    assert STRATEGIES[codes[0, cell]] == expected
+    assert (np.delete(codes[0], cell) == -1).all()
