@@ -3,7 +3,8 @@
 - `langevin` (a solver): K chains per puzzle from z ~ N(0, I), T steps of
   z ← z − η∇E(z) + s·τ·ε, τ = 1 − t/T, on the self-consistency energy
   E = ‖predictor(z_ctx, z) − target_encoder(softmax(decoder(z)))‖² + (1 + 2(1 − τ))·penalty;
-  the chain with the lowest final energy (τ = 0) is kept per puzzle.
+  the chain with the lowest final energy (τ = 0) is kept per puzzle. (The source ranks chains
+  by the energy computed before its last update, one step stale; we rank at the final z.)
 - `z_zero` (a solver): one decode at z = 0 — cheap, for checkpoint selection.
 - `oracle_z` (NOT a solver): z built from the solution, as the source's training-time
   accuracies were. Reported only in its own labelled column.
