@@ -207,14 +207,16 @@ SAME = np.stack([_same_unit(k) for k in range(3)])  # [3, 81, 81]
 UNIT_NAMES = ("row", "col", "box")
 
 
-def head_specialisation(maps, threshold: float = 1.2) -> tuple[np.ndarray, np.ndarray]:
+def head_specialisation(maps, threshold: float = 1.2, include_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """maps [layers, B, heads, 81, 81] → (ratios [layers, heads, 3], labels [layers, heads]):
-    mean attention to the 8 other cells of the query's row / column / box over the mean
-    attention to any cell (1/81); a head is labelled by its largest ratio if it exceeds
-    `threshold`, else "mixed"."""
+    mean attention to the other cells of the query's row / column / box over the mean attention
+    to any cell (1/81); a head is labelled by its largest ratio if it exceeds `threshold`, else
+    "mixed". The source counts the query itself as in its own groups (`include_self=True`),
+    which lifts all three ratios of a head that attends to itself."""
     a = np.asarray(maps).mean(1)  # [layers, heads, 81, 81]
-    within = np.einsum("lhqk,uqk->lhu", a, SAME) / SAME.sum((1, 2))  # mean weight on same-unit pairs
-    ratios = within * 81
+    same = SAME | np.eye(81, dtype=bool) if include_self else SAME
+    within = np.einsum("lhqk,uqk->lhu", a, same) / same.sum((1, 2))  # mean weight on same-unit pairs
+    ratios = within / a.mean((-2, -1))[..., None]
     best = ratios.argmax(-1)
     labels = np.where(ratios.max(-1) > threshold, np.array(UNIT_NAMES)[best], "mixed")
     return ratios, labels

@@ -132,6 +132,8 @@ def test_head_specialisation_ratios_on_hand_built_maps():
     np.testing.assert_allclose(ratios[0, 0], [81 / 8, 0, 81 / 32])
     np.testing.assert_allclose(ratios[0, 1], [1, 1, 1])
     assert labels[0].tolist() == ["row", "mixed"]
+    ratios, _ = head_specialisation(maps, include_self=True)  # the source: the query is in its groups
+    np.testing.assert_allclose(ratios[0, 0], [81 / 9, 0, 81 * 2 / 8 / 9])
 
 
 def test_attention_maps_are_distributions_per_head():
