@@ -176,6 +176,17 @@ def placement_strategies(before, after) -> np.ndarray:
     return strategy_codes(candidates(b), np.where((b == 0) & (a > 0), a, 0))
 
 
+def trajectory_strategies(probs, threshold: float = 0.9) -> np.ndarray:
+    """A recorded trajectory [T+1, B, 81, 9] → [T, B, 81] strategy codes of the cell events
+    between steps t and t+1 of the committed boards (`locked_boards`): a cell newly committed,
+    or committed to a different digit (classified as if it were blank before); −1 elsewhere."""
+    boards = locked_boards(probs, threshold)
+    before, after = boards[:-1], boards[1:]
+    before = np.where((after > 0) & (before > 0) & (after != before), 0, before)
+    shape = after.shape
+    return placement_strategies(before.reshape(-1, 81), after.reshape(-1, 81)).reshape(shape)
+
+
 # ---------------------------------------------------------------------------- attention
 
 

@@ -21,6 +21,7 @@ from studies.ebm.interp import (
     placement_strategies,
     singles,
     strategy_codes,
+    trajectory_strategies,
 )
 from studies.ebm.model import EBMConfig, EBMSudoku
 
@@ -225,3 +226,18 @@ def test_the_cascade_names_the_easiest_strategy_that_forces_a_placement(grid, ce
     codes = strategy_codes(cand, placed)
     assert STRATEGIES[codes[0, cell]] == expected
     assert (np.delete(codes[0], cell) == -1).all()
+
+
+def test_trajectory_events_are_classified_per_step():
+    """Step 0: cell 0 undecided, cell 1 committed to a wrong digit; step 1: cell 0 commits to
+    its only candidate (naked single) and cell 1 switches to the right digit (naked single once
+    its wrong digit is dropped); step 2: nothing changes."""
+    probs = np.zeros((3, 1, 81, 9))
+    probs[:, 0, np.arange(81), SOLVED - 1] = 1.0
+    probs[0, 0, 0] = 1 / 9
+    probs[0, 0, 1] = 0
+    probs[0, 0, 1, SOLVED[2] - 1] = 1.0  # wrong: the digit of cell 2
+    codes = trajectory_strategies(probs)
+    assert codes.shape == (2, 1, 81)
+    assert [STRATEGIES[c] for c in codes[0, 0, :2]] == ["naked_single", "naked_single"]
+    assert (codes[0, 0, 2:] == -1).all() and (codes[1] == -1).all()
