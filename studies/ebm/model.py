@@ -7,8 +7,9 @@
     decoder([z_ctx; z] (+ T_ctx per cell)) → 9 logits per cell, givens hard-set
 
 Where we differ from the source, its behaviour is a switch:
-- `target_proj`: the source's target encoder has its own 9-channel input projection, frozen at
-  its random initialisation (EMA skips it: shapes differ). "ema" (ours) feeds the solution
+- `target_proj`: the source's target encoder has its own 9-channel input projection whose
+  weight stays at its random initialisation (the EMA skips it: shapes differ; the bias, same
+  shape, is averaged). "ema" (ours) feeds the solution
   through the context encoder's 10-channel projection with an all-zero blank channel, so the
   target encoder is an exact EMA copy; "frozen" reproduces the source.
 - `cell_context`: off in the source (the decoder sees only pooled z_ctx); on, the decoder also
