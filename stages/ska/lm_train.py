@@ -36,7 +36,7 @@ SPEC = StageSpec(
     choices={
         "attention": ("ska", "sdpa"),
         "score_mode": ("delta_rbf", "delta_plus_dot", "intersect_norm", "intersect_plus_dot", "dot"),
-        "backend": ("python",),
+        "backend": ("python", "keops", "triton"),
         "precision": ("fp32", "fp16", "bf16"),
     },
     threads=1,  # small models: two cells in parallel beat one cell on two threads
