@@ -95,6 +95,7 @@ SHRINK: dict[str, dict] = {
                 {"backend": "sdpa", "precision": "fp32"},
             ],
             "seq_len": [32],
+            "scope": ["kernel", "block"],  # each table shows the kernel alone and the whole block
         },
     },
     "ska_parity": {
@@ -180,7 +181,9 @@ SHRINK: dict[str, dict] = {
 REPORT_READS: dict[str, dict[str, tuple[str, ...]]] = {
     "ska_lm": {"evaluate": ("{report_metric}",)},  # and every cell's METRICS: cell_reads()
     "ska_minhash": {"delta": ("minhash_k",)},
-    "ska_bench": {"bench": ("backend", "precision", "device", "L", "ms_per_step", "steps_per_s", "peak_mem_mb")},
+    "ska_bench": {
+        "bench": ("backend", "precision", "scope", "device", "L", "ms_per_step", "steps_per_s", "peak_mem_mb")
+    },
     "ska_parity": {"parity": ("backend", "precision", "device", "z_max_abs_err")},
     "ska_vit": {"evaluate": ("{report_metric}", "chance")},  # chance: the bar chart's reference line
     "ska_diffusion": {"evaluate": ("{report_metric}",)},
