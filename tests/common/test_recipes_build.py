@@ -76,7 +76,14 @@ SHRINK: dict[str, dict] = {
     },
     "ska_minhash": {
         "params": {"universe": 200, "set_size_max": 24, "n_pairs": 50},
-        "grid": {"minhash_k": [8, 16]},  # two rows of the error table, two histograms
+        "grid": {  # every set source at two k: the error table's rows, two histograms per source
+            "source": [
+                {"set_source": "random", "window": 8, "stride": 4},
+                {"set_source": "lm_windows", "window": 8, "stride": 4},
+                {"set_source": "image_windows", "window": 8, "stride": 4},
+            ],
+            "minhash_k": [8, 16],
+        },
     },
     "ska_bench": {
         "params": {
@@ -180,7 +187,7 @@ SHRINK: dict[str, dict] = {
 # value, e.g. the metric a ranking report sorts and plots by).
 REPORT_READS: dict[str, dict[str, tuple[str, ...]]] = {
     "ska_lm": {"evaluate": ("{report_metric}",)},  # and every cell's METRICS: cell_reads()
-    "ska_minhash": {"delta": ("minhash_k",)},
+    "ska_minhash": {"delta": ("set_source", "minhash_k", "jaccard_mean_err", "delta_sd_err")},
     "ska_bench": {
         "bench": ("backend", "precision", "scope", "device", "L", "ms_per_step", "steps_per_s", "peak_mem_mb")
     },
@@ -222,7 +229,11 @@ REPORT_FILES: dict[str, tuple[str, ...]] = {
         "{report_metric}_vs_{report_x}.png",
         "train_curves.png",
     ),
-    "ska_minhash": ("table.csv", "table.md", "delta_error_hist.png"),
+    "ska_minhash": (
+        "table.csv",
+        "table.md",
+        *(f"{m}_error_hist_{s}.png" for m in ("jaccard", "delta") for s in ("random", "lm_windows", "image_windows")),
+    ),
     "ska_bench": (
         *(f"{t}.{ext}" for t in ("bench", "naive_vs_naive", "optimized_vs_optimized") for ext in ("csv", "md")),
         "steps_per_s_vs_length.png",
