@@ -1,7 +1,9 @@
 """bench: ms/step (fwd+bwd) and peak memory of one attention implementation at one length.
 
 Token attention (``naive`` matmul+softmax, ``sdpa``) runs over L tokens; SKA backends run
-set attention over the L/stride window sets of the same sequences. Two threads, so that
+set attention over the L/stride window sets of the same sequences. ``scope``: ``kernel``
+times the attention alone, ``block`` the whole layer around it (SKA: pooling, projections,
+kernel, router; token attention: qkv and output projections). Two threads, so that
 Snakemake runs a benchmark alone on this machine's two cores.
 """
 
@@ -14,6 +16,7 @@ SPEC = StageSpec(
     reads=(
         "backend",
         "precision",
+        "scope",
         "seq_len",
         "batch_size",
         "d_model",
@@ -29,6 +32,7 @@ SPEC = StageSpec(
     choices={
         "backend": ("naive", "sdpa", "python", "keops", "triton"),
         "precision": ("fp32", "fp16", "bf16"),
+        "scope": ("kernel", "block"),
         "device": ("cpu", "cuda"),
     },
     threads=2,
@@ -52,6 +56,7 @@ def run(ctx: Context) -> dict:
         warmup=p["warmup"],
         iters=p["iters"],
         device=p["device"],
+        scope=p["scope"],
     )
     if p["backend"] in ("naive", "sdpa"):
         return measure_dot(p["backend"], heads=p["n_heads"], **common)

@@ -3,6 +3,7 @@
 (A) naive vs naive: plain matmul+softmax attention vs SKA python, both fp32.
 (B) optimized vs optimized: SDPA vs the fastest optimized SKA backend measured (triton
 where a GPU ran it, keops on the CPU); the table names the backend and precision used.
+Each table holds both scopes measured: the attention kernel alone and the whole block.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ SPEC = StageSpec(name="report", reads=(), needs=("bench",), code=("studies.repor
 COLUMNS = (
     "backend",
     "precision",
+    "scope",
     "device",
     "L",
     "ms_per_step",
@@ -32,18 +34,18 @@ def run(ctx: Context) -> dict:
     from studies.report import line_plot, write_table
 
     rows = [{c: u.metrics().get(c) for c in COLUMNS} for u in ctx.inputs("bench")]
-    write_table(rows, ctx.out / "bench", sort_by="L", first=COLUMNS[:4])
+    write_table(rows, ctx.out / "bench", sort_by="L", first=COLUMNS[:5])
     naive = [r for r in rows if (r["backend"], r["precision"]) in (("naive", "fp32"), ("python", "fp32"))]
-    write_table(naive, ctx.out / "naive_vs_naive", sort_by="L", first=COLUMNS[:4])
+    write_table(naive, ctx.out / "naive_vs_naive", sort_by="L", first=COLUMNS[:5])
     optimized = [b for b in ("triton", "keops") if any(r["backend"] == b for r in rows)]
     chosen = [r for r in rows if r["backend"] == "sdpa" or (optimized and r["backend"] == optimized[0])]
-    write_table(chosen, ctx.out / "optimized_vs_optimized", sort_by="L", first=COLUMNS[:4])
+    write_table(chosen, ctx.out / "optimized_vs_optimized", sort_by="L", first=COLUMNS[:5])
     for metric, log in (("steps_per_s", False), ("peak_mem_mb", True)):
         line_plot(
             rows,
             x="L",
             y=metric,
-            series=("backend", "precision"),
+            series=("backend", "precision", "scope"),
             path=ctx.out / f"{metric}_vs_length.png",
             title=f"{ctx.study}: {metric} vs sequence length",
             logy=log,

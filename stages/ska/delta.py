@@ -1,4 +1,4 @@
-"""delta: MinHash-estimated vs exact symmetric difference for one minhash_k."""
+"""delta: MinHash-estimated vs exact Jaccard and symmetric difference for one minhash_k and set source."""
 
 from __future__ import annotations
 
@@ -6,18 +6,31 @@ from pipeline.spec import Context, StageSpec
 
 SPEC = StageSpec(
     name="delta",
-    reads=("minhash_k", "hash_seed", "universe", "set_size_min", "set_size_max", "n_pairs", "data_seed"),
-    code=("studies.ska.correctness",),
+    reads=(
+        "minhash_k",
+        "hash_seed",
+        "set_source",
+        "universe",
+        "set_size_min",
+        "set_size_max",
+        "window",
+        "stride",
+        "patch",
+        "n_pairs",
+        "data_seed",
+    ),
+    code=("studies.ska.correctness", "studies.ska.banks", "studies.ska.vit", "studies.data.images"),
+    choices={"set_source": ("random", "lm_windows", "image_windows")},
 )
 
 
 def run(ctx: Context) -> dict:
     import torch
 
-    from studies.ska.correctness import delta_errors, random_set_pairs, summarize
+    from studies.ska.correctness import delta_errors, source_pairs, summarize
 
     p = ctx.params
-    pairs = random_set_pairs(p["n_pairs"], p["universe"], p["set_size_min"], p["set_size_max"], p["data_seed"])
-    errors = delta_errors(p["minhash_k"], pairs, p["universe"], p["hash_seed"])
-    torch.save(errors, ctx.out / "errors.pt")
-    return {"minhash_k": p["minhash_k"], **summarize(errors)}
+    pairs, adjacent, universe = source_pairs(p)
+    errors = delta_errors(p["minhash_k"], pairs, universe, p["hash_seed"])
+    torch.save({**errors, "adjacent": adjacent}, ctx.out / "errors.pt")
+    return {"set_source": p["set_source"], "minhash_k": p["minhash_k"], **summarize(errors, adjacent)}

@@ -55,7 +55,7 @@ SPEC = StageSpec(
         "attention": ("ska", "sdpa", "none"),
         "mixer": ("auto", "conv", "none"),
         "score_mode": ("delta_rbf", "delta_plus_dot", "intersect_norm", "intersect_plus_dot", "dot"),
-        "backend": ("python",),
+        "backend": ("python", "keops", "triton"),
         "precision": ("fp32", "fp16", "bf16"),
     },
     threads=1,  # small models: two cells in parallel beat one cell on two threads

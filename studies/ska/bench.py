@@ -1,8 +1,12 @@
-"""Benchmark of one SKA kernel backend: ms per forward+backward step and peak memory.
+"""Benchmark of one SKA backend: ms per forward+backward step and peak memory.
 
-``measure`` times ``kernels.set_attend`` (the set-to-set attention, what the backends differ
-in) on a fixed random batch: tokens → window bank → MinHash signatures → padded sets, and
-random qc, kc, v [B, S, D] with gradients. One step = forward + backward (dqc, dkc, dv).
+``measure`` times, on a fixed random batch (tokens → window bank → MinHash signatures →
+padded sets), either ``scope="kernel"``: ``kernels.set_attend`` alone (the set-to-set
+attention, what the backends differ in) on random qc, kc, v [B, S, D] with gradients, or
+``scope="block"``: the whole ``SetKernelAttention`` layer the models run (atom embedding and
+set pooling, content projections, kernel, router over L tokens, output gate), input x
+[B, L, D], gradients for x and every parameter. ``measure_dot`` times the token-attention
+baselines at the same two scopes. One step = forward + backward.
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` growth over the timed steps. On
 CPU, process RSS growth: after the warm-up steps (compiles, library loads) freed heap is
@@ -112,6 +116,39 @@ def _time_and_peak(step, warmup: int, iters: int, dev: torch.device) -> tuple[li
     return times, peak
 
 
+SCOPES = ("kernel", "block")
+
+
+def _check_scope(scope: str) -> None:
+    if scope not in SCOPES:
+        raise ValueError(f"unknown bench scope {scope!r}; choose one of {', '.join(SCOPES)}")
+
+
+def _ska_block_step(backend, precision, B, L, D, heads, k, window, stride, score_mode, causal, vocab_size, seed, dev):
+    """The fwd+bwd step of one SetKernelAttention layer (router, pooling, kernel) over [B, L, D]."""
+    from .model import LMConfig, SetKernelAttention
+
+    shape = dict(d_model=D, n_layers=1, n_heads=heads, window=window, stride=stride, minhash_k=k)
+    cfg = LMConfig(vocab_size, L, **shape, score_mode=score_mode, backend=backend, precision=precision)
+    torch.manual_seed(seed)
+    layer, atoms = SetKernelAttention(cfg, causal=causal).to(dev), torch.nn.Embedding(vocab_size, D).to(dev)
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, vocab_size, (B, L), generator=g)
+    pb = add_signatures(build_bank(tokens, window, stride), k=k, seed=seed, vocab_size=vocab_size).to(dev).padded()
+    x = torch.randn(B, L, D, generator=g).to(dev).requires_grad_(True)
+    w = torch.randn(B, L, D, generator=g).to(dev)
+    params = [x, *layer.parameters(), *atoms.parameters()]
+
+    def step():
+        for t in params:
+            t.grad = None
+        (layer(x, atoms(pb.atoms), pb) * w).sum().backward()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    return step
+
+
 def measure(
     backend: str,
     B: int,
@@ -125,6 +162,7 @@ def measure(
     iters: int = 5,
     device: str = "cpu",
     *,
+    scope: str = "kernel",
     heads: int = 4,
     score_mode: str = "delta_plus_dot",
     causal: bool = True,
@@ -133,10 +171,11 @@ def measure(
 ) -> dict:
     """ms_per_step, steps_per_s, wall_s, peak_mem_mb and the shapes of one configuration.
 
-    ``heads`` is reported only: SKA's weights serve all heads, so the kernel sees Dv = D.
-    Raises ValueError for a backend/precision combination that does not exist.
+    ``heads`` only shapes the block's config: SKA's weights serve all heads (Dv = D).
+    Raises ValueError for an unknown scope or a backend/precision combination that does not exist.
     """
     start = time.perf_counter()
+    _check_scope(scope)
     dtype = check_precision(backend, precision)
     dev = torch.device(device)
     fixed, x, w, stats = make_batch(B, L, D, k, window, stride, vocab_size=vocab_size, seed=seed)
@@ -146,7 +185,7 @@ def measure(
     kw = dict(gamma=0.3, beta=1.0 / D, tau=1.0, eta=1.0, score_mode=score_mode, causal=causal)
     cuda = dev.type == "cuda"
 
-    def step():
+    def kernel_step():
         for t in x:
             t.grad = None
         z = set_attend(*fixed, *x, backend=backend, precision=precision, **kw)
@@ -154,11 +193,17 @@ def measure(
         if cuda:
             torch.cuda.synchronize(dev)
 
+    step = kernel_step
+    if scope == "block":
+        args = (backend, precision, B, L, D, heads, k, window, stride, score_mode, causal, vocab_size, seed, dev)
+        step = _ska_block_step(*args)
+
     times, peak = _time_and_peak(step, warmup, iters, dev)
     ms = 1000 * sum(times) / max(len(times), 1)
     return dict(
         backend=backend,
         precision=precision,
+        scope=scope,
         device=str(dev),
         score_mode=score_mode,
         ms_per_step=ms,
@@ -191,24 +236,35 @@ def measure_dot(
     device: str = "cpu",
     causal: bool = True,
     seed: int = 0,
+    *,
+    scope: str = "kernel",
 ) -> dict:
     """The token-attention baselines of the plan's tables, timed exactly like ``measure``.
 
     ``naive``: plain PyTorch attention (matmul, masked softmax, matmul; no SDPA) over L tokens;
-    ``sdpa``: ``F.scaled_dot_product_attention``. q, k, v [B, heads, L, D/heads], fwd + bwd.
+    ``sdpa``: ``F.scaled_dot_product_attention``. ``scope="kernel"``: q, k, v [B, heads, L,
+    D/heads]; ``scope="block"``: the attention layer around it, x [B, L, D] → qkv projection →
+    attention → output projection (the models' ``CausalSelfAttention``), fwd + bwd.
     """
     if kind not in ("naive", "sdpa"):
         raise ValueError(f"unknown dot-attention kind {kind!r}; choose naive or sdpa")
+    _check_scope(scope)
     start, dev = time.perf_counter(), torch.device(device)
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
     g = torch.Generator().manual_seed(seed)
     qkv = [torch.randn(B, heads, L, D // heads, generator=g).to(dev, dtype).requires_grad_(True) for _ in range(3)]
     mask = torch.ones(L, L, dtype=torch.bool, device=dev).tril() if causal else None
+    x = torch.randn(B, L, D, generator=g).to(dev, dtype).requires_grad_(True)
+    torch.manual_seed(seed)
+    proj_in, proj_out = torch.nn.Linear(D, 3 * D).to(dev, dtype), torch.nn.Linear(D, D).to(dev, dtype)
+    params = [x, *proj_in.parameters(), *proj_out.parameters()] if scope == "block" else qkv
 
     def step():
-        q, k, v = qkv
-        for t in qkv:
+        for t in params:
             t.grad = None
+        q, k, v = qkv
+        if scope == "block":
+            q, k, v = proj_in(x).view(B, L, 3, heads, D // heads).permute(2, 0, 3, 1, 4)
         if kind == "sdpa":
             out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
         else:
@@ -216,6 +272,8 @@ def measure_dot(
             if mask is not None:
                 scores = scores.masked_fill(~mask, float("-inf"))
             out = torch.softmax(scores, -1) @ v
+        if scope == "block":
+            out = proj_out(out.transpose(1, 2).reshape(B, L, D))
         out.float().sum().backward()
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
@@ -225,6 +283,7 @@ def measure_dot(
     return dict(
         backend=kind,
         precision=precision,
+        scope=scope,
         device=str(dev),
         ms_per_step=ms,
         steps_per_s=1000 / ms,

@@ -104,7 +104,14 @@ SHRINK: dict[str, dict] = {
     },
     "ska_minhash": {
         "params": {"universe": 200, "set_size_max": 24, "n_pairs": 50},
-        "grid": {"minhash_k": [8, 16]},  # two rows of the error table, two histograms
+        "grid": {  # every set source at two k: the error table's rows, two histograms per source
+            "source": [
+                {"set_source": "random", "window": 8, "stride": 4},
+                {"set_source": "lm_windows", "window": 8, "stride": 4},
+                {"set_source": "image_windows", "window": 8, "stride": 4},
+            ],
+            "minhash_k": [8, 16],
+        },
     },
     "ska_bench": {
         "params": {
@@ -123,6 +130,7 @@ SHRINK: dict[str, dict] = {
                 {"backend": "sdpa", "precision": "fp32"},
             ],
             "seq_len": [32],
+            "scope": ["kernel", "block"],  # each table shows the kernel alone and the whole block
         },
     },
     "ska_parity": {
@@ -208,8 +216,10 @@ SHRINK: dict[str, dict] = {
 REPORT_READS: dict[str, dict[str, tuple[str, ...]]] = {
     "ska_lm": {"evaluate": ("{report_metric}",)},  # and every cell's METRICS: cell_reads()
     "ska_setrecall": {"data": ("test_chance",), "evaluate": ("{report_metric}", "val_recall_acc", "chance")},
-    "ska_minhash": {"delta": ("minhash_k",)},
-    "ska_bench": {"bench": ("backend", "precision", "device", "L", "ms_per_step", "steps_per_s", "peak_mem_mb")},
+    "ska_minhash": {"delta": ("set_source", "minhash_k", "jaccard_mean_err", "delta_sd_err")},
+    "ska_bench": {
+        "bench": ("backend", "precision", "scope", "device", "L", "ms_per_step", "steps_per_s", "peak_mem_mb")
+    },
     "ska_parity": {"parity": ("backend", "precision", "device", "z_max_abs_err")},
     "ska_vit": {"evaluate": ("{report_metric}", "chance")},  # chance: the bar chart's reference line
     "ska_diffusion": {"evaluate": ("{report_metric}",)},
@@ -251,7 +261,11 @@ REPORT_FILES: dict[str, tuple[str, ...]] = {
         "best_lr.md",
     ),
     "ska_setrecall": RANKING_FILES,
-    "ska_minhash": ("table.csv", "table.md", "delta_error_hist.png"),
+    "ska_minhash": (
+        "table.csv",
+        "table.md",
+        *(f"{m}_error_hist_{s}.png" for m in ("jaccard", "delta") for s in ("random", "lm_windows", "image_windows")),
+    ),
     "ska_bench": (
         *(f"{t}.{ext}" for t in ("bench", "naive_vs_naive", "optimized_vs_optimized") for ext in ("csv", "md")),
         "steps_per_s_vs_length.png",

@@ -280,3 +280,16 @@ def test_bench_measure_reports_the_plan_fields():
     assert r["ms_per_step"] > 0 and r["peak_mem_mb"] >= 0
     with pytest.raises(ValueError, match="keops: fp32"):
         measure("keops", B=1, L=32, D=8, k=8, window=8, stride=4, precision="bf16")
+
+
+def test_bench_block_scope_times_the_whole_layer_and_costs_more_than_the_kernel():
+    from studies.ska.bench import measure, measure_dot
+
+    shape = dict(B=2, L=64, D=16, k=16, window=8, stride=4, warmup=1, iters=3)
+    kernel, block = (measure("python", **shape, scope=s) for s in ("kernel", "block"))
+    assert (kernel["scope"], block["scope"]) == ("kernel", "block") and block["S"] == kernel["S"] == 15
+    assert block["ms_per_step"] > kernel["ms_per_step"]  # pooling, projections and router on top
+    dot = measure_dot("sdpa", B=2, L=64, D=16, warmup=1, iters=1, scope="block")
+    assert dot["scope"] == "block" and dot["ms_per_step"] > 0
+    with pytest.raises(ValueError, match="choose one of kernel, block"):
+        measure("python", **shape, scope="layer")
