@@ -70,7 +70,6 @@ SHRINK: dict[str, dict] = {
             "bank": [{"window": 8, "stride": 4}],
             "router_topk": [0],
             "adapter_rank": [0],
-            "train_seed": [0],
         },
         # plus SDPA+conv at two learning rates: the best_lr table's group
         "cells": ("sdpa", "sdpa_seed1", "sdpa_conv", "sdpa_conv_lr1e-3"),
@@ -149,7 +148,7 @@ SHRINK: dict[str, dict] = {
     },
     "ska_vit": {
         "params": {**TINY_IMAGES, **TINY_MODEL, "minhash_k": 8, "steps": 2, "batch_size": 16, "warmup_steps": 1},
-        "grid": {"bank": [{"window": 8, "stride": 4}], "router_topk": [0]},
+        "grid": {"bank": [{"window": 8, "stride": 4}]},
         "cells": ("sdpa",),
     },
     "ska_diffusion": {
@@ -188,7 +187,7 @@ SHRINK: dict[str, dict] = {
             "eval_every": 1,
         },
         # no injection (the base cell), the mode the study is about, the transformer baseline
-        "grid": {"injection": ["none", "alpha_gated"]},
+        "grid": {"injection": ["none", "alpha_gated"], "train_seed": [0]},
         "cells": ("transformer",),
     },
     "poh_scaling": {
@@ -207,7 +206,11 @@ SHRINK: dict[str, dict] = {
             "eval_every": 1,
         },
         # one size, both kinds: the report's PoH − baseline deltas need the pair
-        "grid": {"model": [{"size": "A", "d_model": 16, "d_ff": 32, "depth": 1}], "kind": ["baseline", "poh"]},
+        "grid": {
+            "model": [{"size": "A", "d_model": 16, "d_ff": 32, "depth": 1}],
+            "kind": ["baseline", "poh"],
+            "train_seed": [0],
+        },
     },
 }
 

@@ -153,8 +153,8 @@ def test_poh_scaling_selects_on_val_and_reports_test(tmp_path, monkeypatch):
     evaluate = done["evaluate"][1]
     assert (evaluate["test_acc"], evaluate["test_opt"]) == (test_metrics["acc"], test_metrics["opt"])
     report = json.loads((done["report"][0] / "results.json").read_text())
-    assert report["sizes"][0]["baseline_acc"] == test_metrics["acc"]
-    assert report["sizes"][0]["baseline_opt"] == test_metrics["opt"]
+    (row,) = [r for r in report["rows"] if r["kind"] == "baseline"]
+    assert (row["n"], row["acc"], row["opt"]) == (1, test_metrics["acc"], test_metrics["opt"])
 
 
 def run_all_one(plan, node, root, done) -> dict:
