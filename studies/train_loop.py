@@ -93,6 +93,14 @@ class LoopConfig:
         return round(self.warmup_frac * self.steps)
 
 
+def loop_config(*, steps: int, warmup_steps: int, **kw) -> LoopConfig:
+    """The shared loop's config from a warm-up given in steps (the SKA params' unit; the loop
+    takes a fraction, and round(warmup_steps / steps · steps) is warmup_steps again)."""
+    if not isinstance(warmup_steps, int) or not 0 <= warmup_steps < steps:
+        raise ValueError(f"warmup_steps={warmup_steps!r} must be an int in [0, steps={steps})")
+    return LoopConfig(steps=steps, warmup_frac=warmup_steps / steps, **kw)
+
+
 def split_config(cfg: dict, *classes) -> list[dict]:
     """Share the keys of ``cfg`` among dataclasses by field name; an unknown key is an error
     naming it and the known ones (so a typo in params never silently falls back)."""

@@ -128,7 +128,7 @@ def run(ctx: Context) -> dict:
     import torch
 
     from studies.ska.train import train_lm
-    from studies.train_loop import LoopConfig
+    from studies.train_loop import loop_config
 
     torch.set_num_threads(ctx.threads)
     p = ctx.params
@@ -136,13 +136,13 @@ def run(ctx: Context) -> dict:
     model, config = build_model(ctx)
     memory_guard(ctx, config["vocab_size"])
     ska = p["attention"] == "ska"
-    cfg = LoopConfig(
+    cfg = loop_config(
         steps=p["steps"],
+        warmup_steps=p["warmup_steps"],
         batch_size=p["batch_size"],
         lr=p["lr"],
         weight_decay=p["weight_decay"],
         grad_clip=p["grad_clip"],
-        warmup_frac=p["warmup_steps"] / p["steps"],  # round(frac * steps) == warmup_steps
         eval_every=p["eval_every"],
         seed=p["train_seed"],
     )

@@ -45,7 +45,7 @@ def run(ctx: Context) -> dict:
 
     from studies.ska.model import CausalLM, LMConfig
     from studies.ska.train import train_lm
-    from studies.train_loop import LoopConfig
+    from studies.train_loop import loop_config
 
     torch.set_num_threads(ctx.threads)
     p = ctx.params
@@ -54,13 +54,13 @@ def run(ctx: Context) -> dict:
     config["seq_len"] = data_cfg["set_size"] * (data_cfg["n_memory"] + 2 * data_cfg["n_queries"]) - 1
     torch.manual_seed(p["train_seed"])  # initial weights
     model = CausalLM(LMConfig(**config))
-    cfg = LoopConfig(
+    cfg = loop_config(
         steps=p["steps"],
+        warmup_steps=p["warmup_steps"],
         batch_size=p["batch_size"],
         lr=p["lr"],
         weight_decay=p["weight_decay"],
         grad_clip=p["grad_clip"],
-        warmup_frac=p["warmup_steps"] / p["steps"],
         eval_every=p["eval_every"],
         seed=p["train_seed"],
     )

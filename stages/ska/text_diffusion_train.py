@@ -69,7 +69,7 @@ def run(ctx: Context) -> dict:
 
     from studies.data.tokenizer import load_tokenizer, vocab_size
     from studies.ska.text_diffusion import train_denoiser
-    from studies.train_loop import LoopConfig
+    from studies.train_loop import loop_config
 
     torch.set_num_threads(ctx.threads)
     p = ctx.params
@@ -79,13 +79,13 @@ def run(ctx: Context) -> dict:
     model = build_model(config)
     data = token_sequences(ctx, "train", p["seq_len"])
     val = token_sequences(ctx, "val", p["seq_len"], p["val_seqs"])
-    cfg = LoopConfig(
+    cfg = loop_config(
         steps=p["steps"],
+        warmup_steps=p["warmup_steps"],
         batch_size=p["batch_size"],
         lr=p["lr"],
         weight_decay=0.0,
         grad_clip=1.0,
-        warmup_frac=p["warmup_steps"] / p["steps"],  # round(frac * steps) == warmup_steps
         eval_every=p["eval_every"],
         seed=p["train_seed"],
     )

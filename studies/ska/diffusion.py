@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.images import to_signed
-from ..train_loop import LoopResult, train
+from ..train_loop import LoopResult, loop_config, train
 from .banks import Bank
-from .vit import BackboneConfig, Encoder, atom_bank, init_weights, loop_config, patch_atoms, patchify, unpatchify
+from .vit import BackboneConfig, Encoder, atom_bank, init_weights, patch_atoms, patchify, unpatchify
 
 MODALITIES = ("image", "text")
 

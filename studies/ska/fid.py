@@ -31,8 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.images import to_float
-from ..train_loop import train
-from .vit import loop_config
+from ..train_loop import loop_config, train
 
 FEATURE_DIM = 64
 

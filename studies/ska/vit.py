@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.images import to_float
-from ..train_loop import LoopConfig, LoopResult, train
+from ..train_loop import LoopResult, loop_config, train
 from .banks import Bank, PaddedBank, add_signatures, build_bank
 from .model import MLP, CausalSelfAttention, LMConfig, SetKernelAttention
 
@@ -239,14 +239,6 @@ class ViT(nn.Module):
             bank = self.bank(images)
         h = self.encoder(h, bank)
         return self.head(h[:, 0] if self.cls is not None else h.mean(1))
-
-
-def loop_config(*, steps: int, warmup_steps: int, **kw) -> LoopConfig:
-    """The shared loop's config from a warm-up given in steps (the SKA params' unit; the loop
-    takes a fraction, and round(warmup_steps / steps · steps) is warmup_steps again)."""
-    if not isinstance(warmup_steps, int) or not 0 <= warmup_steps < steps:
-        raise ValueError(f"warmup_steps={warmup_steps!r} must be an int in [0, steps={steps})")
-    return LoopConfig(steps=steps, warmup_frac=warmup_steps / steps, **kw)
 
 
 def fit_seconds(result: LoopResult) -> dict:
