@@ -14,7 +14,7 @@ import yaml
 
 from pipeline import dvcgen, paths, project, record, runner, status, sweep
 from pipeline import plan as plan_mod
-from pipeline.params import ParamsError
+from pipeline.params import ParamsError, did_you_mean
 from pipeline.store import Store, read_meta
 
 CONFIGS = Path("configs")  # relative to the project root
@@ -80,10 +80,28 @@ def cmd_plan(args) -> int:
     return 0
 
 
+class UsageError(Exception):
+    """A command given wrong arguments: reported as one line, never a traceback."""
+
+
+def node_of(plan: plan_mod.Plan, spec: str) -> plan_mod.Node:
+    """The plan's node named STUDY/STAGE/SLUG; a partial name lists the nodes it could mean."""
+    parts = spec.split("/")
+    if len(parts) == 3 and all(parts):
+        return plan.node(*parts)  # a KeyError naming the closest slug when there is none
+    labels = [n.label for n in plan.nodes.values()]
+    under = sorted((label for label in labels if label.startswith(spec.rstrip("/") + "/")), key=len)
+    if under:
+        more = f" or {len(under) - 3} more (`ablate plan` lists them)" if len(under) > 3 else ""
+        hint = "; did you mean " + ", ".join(under[:3]) + more
+    else:
+        hint = did_you_mean(spec, labels).replace(" (", "; ", 1).rstrip(")")
+    raise UsageError(f"{spec!r} is not a node: expected STUDY/STAGE/SLUG, e.g. ska_lm/tokenize/base{hint}")
+
+
 def cmd_why(args) -> int:
     """Which fingerprint parts differ between the workspace artifact and the plan."""
-    study, stage, slug = args.node.split("/")
-    node = _plan(argparse.Namespace(params=args.params, study=study)).node(study, stage, slug)
+    node = node_of(_plan(argparse.Namespace(params=args.params, study=None)), args.node)
     old = (read_meta(node.workspace()) or {}).get("parts")
     if old is None:
         print(f"{node.label}: never built here")
@@ -232,6 +250,14 @@ def cmd_memory_safe(args) -> int:
 
     from studies.ska.memory import MARGIN, available_bytes, estimate, preset
 
+    if args.device == "cuda" and not args.budget_gb:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(
+                "--device cuda: no CUDA device is available here; use --device cpu, "
+                "or --budget-gb N to plan for another machine's memory"
+            )
     plan = _plan(args)
     study = plan.studies[args.study]
     modules = [importlib.import_module(m) for m, _ in plan.stages[study.kind].values()]
@@ -286,6 +312,8 @@ def parser() -> argparse.ArgumentParser:
     def add(name, func, help_):
         sp = sub.add_parser(name, help=help_, description=help_)
         sp.set_defaults(func=func)
+        # also after the command (`ablate check --params x`); SUPPRESS keeps a value given before it
+        sp.add_argument("--params", default=argparse.SUPPRESS, help="params file (also accepted before COMMAND)")
         return sp
 
     sp = add("status", cmd_status, "Show every cell × stage: done, pending, stale, failed, oom, running.")
@@ -339,23 +367,40 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A reader that closes the pipe early (`ablate plan | head`) ends it
+    quietly, as git does, with the status a shell reports for SIGPIPE."""
+    try:
+        code = run(sys.argv[1:] if argv is None else argv)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 141
+
+
+def run(argv: list[str]) -> int:
     """Act on the project the command runs in. When that project ships its own ablate.py
     (a clone of this repository does), hand over to it: its CLI, pipeline and stages then
-    all match the project, whatever version of ablate is installed."""
+    all match the project, whatever version of ablate is installed. Outside any project,
+    --help and usage mistakes are still answered; every command needs a project."""
     try:
         root = project.root()
     except project.NotAProject as e:
+        parser().parse_args(argv)  # exits with help or usage when that is what argv asks
         print(f"ablate: error: {e}", file=sys.stderr)
         return 2
     own = root / "ablate.py"
     if own.is_file() and own.resolve() != Path(__file__).resolve():
-        os.execv(sys.executable, [sys.executable, str(own), *(sys.argv[1:] if argv is None else argv)])
+        os.execv(sys.executable, [sys.executable, str(own), *argv])
     project.activate()
     args = parser().parse_args(argv)
     args.params = args.params or str(root / "params.yaml")
+    if not Path(args.params).is_file():
+        print(f"ablate: error: --params {args.params}: no such file", file=sys.stderr)
+        return 2
     try:
         return args.func(args)
-    except ParamsError as e:
+    except (ParamsError, UsageError) as e:
         print(f"ablate: error: {e}", file=sys.stderr)
         return 2
     except KeyError as e:
