@@ -9,7 +9,7 @@ in the blocks' token mixing, exactly as in ``vit.py``.
 
 - image: x_0 = image scaled to [−1, 1] [B, 3, 32, 32]; tokens = patch-4 patches (64).
   Atoms come from x_t: id = 2·patch_index + [mean(patch of x_t) > 0] (0 in [−1, 1] is the
-  0.5 cut of STUDIES.md in [0, 1] units).
+  0.5 cut of docs/studies.md in [0, 1] units).
 - text: x_0 = E[token] [B, L, d_embed] with E a FROZEN seeded Gaussian table whose rows are
   rescaled to norm √d_embed (unit variance per entry, the noise's scale); a learned table would
   need an anchor loss to keep it from collapsing. Noisy embeddings have no token ids, so

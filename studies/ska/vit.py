@@ -8,7 +8,7 @@ The two variants differ only in the token-mixing part of a block:
     ska  block:  [x += DWConv3x3(LN x)];  x += SKA(LN x, bank)                    x += MLP(LN x)
 
 SKA reuses ``model.SetKernelAttention`` with ``causal=False``: every set attends to every
-set and every token routes over every set. Image atoms (STUDIES.md §1): one per patch, id =
+set and every token routes over every set. Image atoms (docs/studies.md, SKA): one per patch, id =
 2·patch_index + [mean(patch) > 0.5] (vocabulary 2·n_patches); sets are windows over the patch
 sequence in raster order (patch 4, window 8, stride 4 → 15 sets). ``ViT.bank`` builds the bank
 from the image the model reads; the diffusion denoisers reuse ``Encoder`` with banks of x_t.
