@@ -2,7 +2,7 @@
 (even up to the digit relabelling and transpose training augments with).
 
 `generated`: the project's unique-solution generator, one set split three ways.
-`csv`: the source's protocol (STUDIES §2, §4): a train file (`sudoku_csv`) subsampled to
+`csv`: the source's protocol (docs/studies.md): a train file (`sudoku_csv`) subsampled to
 `n_puzzles` by a seeded shuffle, the last `n_val` of them = val, and a separate official
 test file (`sudoku_test_csv`), whole or capped to a seeded `n_test` (0 = whole). Both files'
 bytes are hashed into the fingerprint. Generic: any Sudoku study can put this stage first.

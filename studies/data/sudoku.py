@@ -1,4 +1,4 @@
-"""Sudoku data for the PoH-HRM (STUDIES §2) and energy-based solver (§4) studies.
+"""Sudoku data for the PoH-HRM (docs/studies.md: poh_injection) and energy-based solver (§4) studies.
 
 One array layout for every source, so models never see a CSV: a dict with
 `puzzles` uint8 [N, 81] (row-major, 0 = blank), `solutions` uint8 [N, 81] (digits 1-9),
@@ -352,7 +352,7 @@ def split(
 
 
 def file_splits(train_file: dict, test_file: dict, n: int, n_val: int, n_test: int, seed: int):
-    """(train, val, test) from a train file and a separate official test file (STUDIES §2, §4).
+    """(train, val, test) from a train file and a separate official test file (docs/studies.md: poh_injection and the energy-based solver).
 
     The source's protocol, with its missing seed made a param: `n` puzzles subsampled from the
     train file by a seeded shuffle (after dropping duplicates and anything equivalent to a test

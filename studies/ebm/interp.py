@@ -1,4 +1,4 @@
-"""Interpretability tools for a trained model (STUDIES §4, the log's five experiments).
+"""Interpretability tools for a trained model (docs/studies.md (energy-based solver), the log's five experiments).
 
 - `lock_in_steps`: the first step from which a cell's probability on a digit stays > 0.9.
 - `placement_strategies`: which human strategy explains each cell that becomes filled between

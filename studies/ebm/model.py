@@ -1,4 +1,4 @@
-"""The JEPA energy model of STUDIES §4 (after MVPandey/Enso; facts checked against its source).
+"""The JEPA energy model of the energy-based solver (docs/studies.md; after MVPandey/Enso, checked against its source).
 
     puzzle ──context encoder──► T_ctx [B,81,d], z_ctx = mean(T_ctx) [B,d]
     solution ─target encoder (EMA of context, no grad)─► z_tgt [B,d]
@@ -13,7 +13,7 @@ Where we differ from the source, its behaviour is a switch:
   through the context encoder's 10-channel projection with an all-zero blank channel, so the
   target encoder is an exact EMA copy; "frozen" reproduces the source.
 - `cell_context`: off in the source (the decoder sees only pooled z_ctx); on, the decoder also
-  gets a projection of each cell's context token — the CPU evidence in STUDIES §4.
+  gets a projection of each cell's context token — the CPU evidence in docs/studies.md (energy-based solver).
 - `z_norm` / `z_noise`: the log's run 2 (no normalisation, noise 1.0) vs run 4 (unit norm, 0.1).
 The target encoder stays in eval mode (no dropout on targets) whatever mode the model is in.
 """
@@ -79,7 +79,7 @@ CPU_SMALL = EBMConfig(
     d_cell=32,
     dropout=0.0,
     cell_context=True,
-)  # 387,681: the size of STUDIES §4's CPU evidence model (389k)
+)  # 387,681: the size of docs/studies.md (energy-based solver)'s CPU evidence model (389k)
 CONFIGS = {"paper_7m": PAPER_7M, "paper_36m": PAPER_36M, "cpu_small": CPU_SMALL}
 
 

@@ -1,6 +1,6 @@
 """Scores of the PoH studies, computed from fixed predictions (no model in here).
 
-Sudoku (STUDIES §2), convention ``blank_cells`` — the one every table must name:
+Sudoku (docs/studies.md: poh_injection), convention ``blank_cells`` — the one every table must name:
 - ``cell_acc``  = correct blank cells / blank cells, pooled over the whole set (givens never
   count: a model that copies the givens and misses every blank scores 0);
 - ``grid_acc``  = puzzles whose every blank cell is right / puzzles (a puzzle with no blank
@@ -9,7 +9,7 @@ Sudoku (STUDIES §2), convention ``blank_cells`` — the one every table must na
   given cells too. The source's trainer also used this convention; it is reported beside the
   blank-cell number, never instead of it.
 
-Maze (STUDIES §3): ``length`` and ``bfs_length`` count *cells* on the path, start and goal
+Maze (docs/studies.md: poh_scaling): ``length`` and ``bfs_length`` count *cells* on the path, start and goal
 included (the source compared len(predicted cells) with len(BFS cells)).
 - ``acc``       = roll-outs that reached the goal / mazes;
 - ``opt``       = reached and length ≤ tol · bfs_length (tol 1.05, the source's definition);
