@@ -69,8 +69,10 @@ def test_a_plain_dvc_repro_after_killing_a_dvc_run_completes(project):
     assert time.time() < deadline, "the stage never started"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    rwlock = (project.path / ".dvc/tmp/rwlock").read_text()
+    assert f'"pid": {proc.pid}' in rwlock, "the killed dvc left no rwlock entry: the test proves nothing"
     project.edit("params.yaml", "delay: 30.0", "delay: 0.0")
-    project.dvc_repro()
+    project.dvc_repro()  # plain: dvc drops a dead pid's rwlock entries itself
     assert set(project.status().values()) == {"done"}
     assert project.computed() == ALL
 

@@ -29,6 +29,8 @@ def _hold_run_lock_and_clear_dead_runs_locks():
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:  # another snakemake is running here: its locks are live
         pass
+    except OSError:  # a filesystem without flock: no way to tell, so Snakemake's locks stay
+        return fd
     else:
         stale = sorted((state / "locks").glob("*.lock"))
         for lock in stale:
@@ -39,7 +41,8 @@ def _hold_run_lock_and_clear_dead_runs_locks():
     return fd
 
 
-_RUN_LOCK = _hold_run_lock_and_clear_dead_runs_locks()  # held until this process ends
+if workflow.is_main_process:  # not in a job's own snakemake (a cluster job), which takes no lock
+    _RUN_LOCK = _hold_run_lock_and_clear_dead_runs_locks()  # held until this process ends
 
 try:
     PLAN = _plan.build(f"{workflow.basedir}/params.yaml", RECIPES)
