@@ -5,7 +5,10 @@ up to date in the workspace → nothing; in the store → restore (no compute); 
 workspace copy not yet in the store (after ``dvc pull``) → adopt; with ``--cache-only``
 (or ABLATE_CACHE_ONLY=1) → refuse, naming the node and the fingerprint the store lacks;
 else, under the fingerprint's lock, compute in a child process into a temp dir and
-publish atomically. The child gives us its exit code (failed / oom) and its own peak memory.
+publish atomically. The child gives us its exit code and its own peak memory; a failure is
+recorded as ``oom`` only with evidence (the child caught MemoryError / torch.OutOfMemoryError, or
+the cgroup's oom_kill counter rose while it ran), as ``killed`` when a signal ended it otherwise
+(a user, a scheduler), else as ``failed``.
 
 The node comes from its per-node record (pipeline.record) when the engine run wrote a
 current one, so a job costs the same in a 10-cell study and a 10,000-cell one; otherwise
@@ -66,6 +69,55 @@ def _threads() -> int:
     return int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
 
 
+OOM_COUNTERS = (  # cgroup v2, then v1; the first that exists holds this process's oom_kill counter
+    "/sys/fs/cgroup{v2}/memory.events",
+    "/sys/fs/cgroup/memory.events",
+    "/sys/fs/cgroup/memory{v1}/memory.oom_control",
+    "/sys/fs/cgroup/memory/memory.oom_control",
+)
+
+
+def _cgroup_paths() -> dict[str, str]:
+    """This process's cgroup path per hierarchy: v2 (the ``0::`` line) and v1's memory controller."""
+    found = {"v2": "", "v1": ""}
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        hierarchy, controllers, path = line.split(":", 2)
+        if hierarchy == "0" and not controllers:
+            found["v2"] = path.rstrip("/")
+        elif "memory" in controllers.split(","):
+            found["v1"] = path.rstrip("/")
+    return found
+
+
+def oom_kills() -> int | None:
+    """The cgroup's count of OOM-killer kills, or None where no cgroup exposes one."""
+    where = _cgroup_paths()
+    for template in OOM_COUNTERS:
+        try:
+            text = Path(template.format(**where)).read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+    return None
+
+
+def classify(returncode: int, oom_kills_before: int | None, oom_kills_after: int | None) -> str:
+    """``oom`` only with evidence of it, ``killed`` for any other signal, else ``failed``."""
+    if returncode == OOM_EXIT:  # the child caught MemoryError / OutOfMemoryError and said so
+        return "oom"
+    if returncode < 0:
+        kernel_oom = None not in (oom_kills_before, oom_kills_after) and oom_kills_after > oom_kills_before
+        return "oom" if kernel_oom and returncode == -signal.SIGKILL else "killed"
+    return "failed"
+
+
 def _compute(node: NodeRecord, store: Store) -> tuple[int, dict[str, Any]]:
     """Run the stage in a child process writing into a fresh temp dir; publish on success."""
     upstream = []
@@ -95,7 +147,7 @@ def _compute(node: NodeRecord, store: Store) -> tuple[int, dict[str, Any]]:
             }
         )
     )
-    started = time.time()
+    started, kills_before = time.time(), oom_kills()
     root = project.root()
     env = {**os.environ, "OMP_NUM_THREADS": str(_threads()), "PYTHONPATH": str(root)}
     proc = subprocess.run([sys.executable, "-m", "pipeline.child", str(job)], env=env, cwd=root)
@@ -107,9 +159,8 @@ def _compute(node: NodeRecord, store: Store) -> tuple[int, dict[str, Any]]:
         f.unlink(missing_ok=True)
     if proc.returncode != 0:
         _remove_tree(tmp)
-        oom = proc.returncode in (OOM_EXIT, -signal.SIGKILL)
         info = {
-            "status": "oom" if oom else "failed",
+            "status": classify(proc.returncode, kills_before, oom_kills()),
             "exit_code": proc.returncode,
             "node": node.label,
             "error": result.get("error"),
@@ -178,7 +229,8 @@ def build(node: NodeRecord, store: Store, planned: bool = True) -> int:
         say(f"{node.label}: computing (fingerprint {fp[:12]})")
         code, info = _compute(node, store)
         if code != 0:
-            say(f"{node.label}: {info['status']} with exit code {code}")
+            how = f"signal {-code}" if code < 0 else f"exit code {code}"
+            say(f"{node.label}: {info['status']} ({how})")
             log(info["status"], exit_code=code)
             return code
         store.materialize(fp, ws)

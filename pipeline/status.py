@@ -1,16 +1,19 @@
-"""Where every cell × stage stands: done, pending, stale, failed (exit code), oom, running.
+"""Where every cell × stage stands: done, pending, stale, failed (exit code), oom, killed, running.
 
 done     the workspace holds the artifact of the current fingerprint
 pending  nothing built for it yet (``in store`` noted when a build would only restore it)
 stale    the workspace holds an artifact of an older fingerprint (params or code changed)
 failed   the last attempt at this fingerprint exited non-zero (its exit code is shown)
-oom      the last attempt ran out of memory
+oom      the last attempt ran out of memory (the stage raised MemoryError / OutOfMemoryError,
+         or the cgroup's OOM killer struck)
+killed   a signal ended the last attempt with no out-of-memory evidence (a user, a scheduler)
 running  a builder holds its lock now
 """
 
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from pipeline.paths import artifacts_root
 from pipeline.plan import Node, Plan
 from pipeline.store import Store, read_meta
 
-SYMBOL = {"done": "✓", "pending": "·", "stale": "~", "failed": "✗", "oom": "M", "running": "…"}
+SYMBOL = {"done": "✓", "pending": "·", "stale": "~", "failed": "✗", "oom": "M", "killed": "K", "running": "…"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,11 @@ def node_state(node: Node, store: Store, seen: _Snapshot) -> NodeState:
     if fp in seen.locked and store.is_locked(fp):
         return NodeState(node, "running")
     failure = store.failure(fp) if fp in seen.failed else None
+    if failure and failure["status"] == "killed":
+        signum = -failure["exit_code"]
+        return NodeState(
+            node, "killed", f"killed (signal {signum} {signal.Signals(signum).name}), no out-of-memory evidence"
+        )
     if failure:
         return NodeState(node, failure["status"], f"exit code {failure['exit_code']}: {failure.get('error') or ''}")
     in_store = " (in store: restores without compute)" if fp in seen.stored else ""
@@ -104,7 +112,7 @@ def render(plan: Plan, states: list[NodeState]) -> str:
             lines.append("  " + cell.name.ljust(width) + "  " + "  ".join(row))
         lines.append("")
     for s in states:
-        if s.state in ("failed", "oom", "stale"):
+        if s.state in ("failed", "oom", "killed", "stale"):
             lines.append(f"{s.state:7} {s.node.label}  {s.detail}")
     counts = {k: sum(s.state == k for s in states) for k in SYMBOL}
     legend = "  ".join(f"{SYMBOL[k]} {k} {v}" for k, v in counts.items())

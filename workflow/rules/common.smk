@@ -13,6 +13,37 @@ from pipeline import plan as _plan  # noqa: E402
 from pipeline.params import ParamsError  # noqa: E402
 from stages import RECIPES  # noqa: E402
 
+
+def _hold_run_lock_and_clear_dead_runs_locks():
+    """Snakemake's .snakemake/locks outlive a run killed by kill -9 or a pre-empted job and stop the
+    next one with LockException. Every run holds a shared flock on .snakemake/ablate-runs.lock for its
+    whole life (the kernel drops it when the process dies), so a run that can take it exclusively is
+    the only live one: any lock left is a dead run's and goes. Live runs' locks stay, so Snakemake
+    still refuses a second build over the same outputs while the first runs."""
+    import fcntl
+
+    state = Path(".snakemake")  # Snakemake's own state dir, in the working directory
+    state.mkdir(exist_ok=True)
+    fd = os.open(state / "ablate-runs.lock", os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by jobs
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # another snakemake is running here: its locks are live
+        pass
+    except OSError:  # a filesystem without flock: no way to tell, so Snakemake's locks stay
+        return fd
+    else:
+        stale = sorted((state / "locks").glob("*.lock"))
+        for lock in stale:
+            lock.unlink(missing_ok=True)
+        if stale:
+            print(f"[ablate] removed {len(stale)} lock(s) of a killed Snakemake run (no run is live)", file=sys.stderr)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
+
+
+if workflow.is_main_process:  # not in a job's own snakemake (a cluster job), which takes no lock
+    _RUN_LOCK = _hold_run_lock_and_clear_dead_runs_locks()  # held until this process ends
+
 try:
     PLAN = _plan.build(f"{workflow.basedir}/params.yaml", RECIPES)
 except ParamsError as _error:
