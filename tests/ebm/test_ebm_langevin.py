@@ -3,24 +3,11 @@ is kept, one step follows the update rule, and the solver modes never read the s
 
 import pytest
 import torch
+from ebm_tiny import TINY
 
 from studies.data.sudoku import generate
 from studies.ebm.langevin import decode, energy, langevin, select_lowest
-from studies.ebm.model import EBMConfig, EBMSudoku
-
-TINY = EBMConfig(
-    d_model=16,
-    n_layers=1,
-    n_heads=2,
-    d_ff=32,
-    d_z=8,
-    d_pred=16,
-    dec_layers=1,
-    dec_heads=2,
-    d_cell=8,
-    dropout=0.0,
-    cell_context=True,
-)
+from studies.ebm.model import EBMSudoku
 
 
 @pytest.fixture(scope="module")

@@ -5,25 +5,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from ebm_tiny import TINY
 
 from studies.data.sudoku import generate, is_valid_solution, split
-from studies.ebm.model import PAPER_7M, EBMConfig, EBMSudoku
+from studies.ebm.model import PAPER_7M, EBMSudoku
 from studies.ebm.train import EvalConfig, evaluate_split, make_batch_fn, train_cell
 from studies.train_loop import LoopConfig
-
-TINY = EBMConfig(
-    d_model=16,
-    n_layers=1,
-    n_heads=2,
-    d_ff=32,
-    d_z=8,
-    d_pred=16,
-    dec_layers=1,
-    dec_heads=2,
-    d_cell=8,
-    dropout=0.0,
-    cell_context=True,
-)
 
 
 @pytest.fixture(scope="module")
