@@ -70,11 +70,11 @@ def test_comment_edit_triggers_nothing_and_code_edit_rebuilds_downstream(project
     assert project.computed(m) == {}
 
 
-def start_snakemake_until_a_stage_is_half_written(project) -> subprocess.Popen:
-    """A background `snakemake --cores 2` (own process group), once a gen stage (params
-    delay > 0) has half-written its output in the store's tmp/."""
+def start_build_until_a_stage_is_half_written(project, cmd=("snakemake", "--cores", "2")) -> subprocess.Popen:
+    """A background build (``cmd``, default `snakemake --cores 2`; own process group), once a
+    gen stage (params delay > 0) has half-written its output in the store's tmp/."""
     proc = subprocess.Popen(
-        ["snakemake", "--cores", "2"],
+        list(cmd),
         cwd=project.path,
         env=project.env,
         stdout=subprocess.DEVNULL,
@@ -91,7 +91,7 @@ def start_snakemake_until_a_stage_is_half_written(project) -> subprocess.Popen:
 
 def test_kill_9_mid_stage_publishes_nothing_and_the_next_build_completes(project):
     project.edit("params.yaml", "delay: 0.0", "delay: 30.0")
-    proc = start_snakemake_until_a_stage_is_half_written(project)
+    proc = start_build_until_a_stage_is_half_written(project)
     tmp = project.path / "artifacts/.store/tmp"
     os.killpg(proc.pid, signal.SIGKILL)  # snakemake, the runner and the stage's child
     proc.wait()
@@ -114,7 +114,7 @@ def test_interrupting_a_rebuild_leaves_a_plain_rerun_working(project):
     assert "profiles/default" in project.snakemake("-n").stderr
     project.snakemake()
     project.edit("params.yaml", "delay: 0.0", "delay: 30.0")  # every gen node is now stale
-    proc = start_snakemake_until_a_stage_is_half_written(project)
+    proc = start_build_until_a_stage_is_half_written(project)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) != 0
     project.edit("params.yaml", "delay: 30.0", "delay: 0.0")

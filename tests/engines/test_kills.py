@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_engines import ALL, start_snakemake_until_a_stage_is_half_written
+from test_engines import ALL, start_build_until_a_stage_is_half_written
 
 from pipeline.runner import oom_kills
 
@@ -22,7 +22,7 @@ def snakemake_locks(project) -> list[Path]:
 
 def test_a_plain_rerun_after_killing_the_whole_snakemake_process_group_completes(project):
     project.edit("params.yaml", "delay: 0.0", "delay: 30.0")
-    proc = start_snakemake_until_a_stage_is_half_written(project)
+    proc = start_build_until_a_stage_is_half_written(project)
     os.killpg(proc.pid, signal.SIGKILL)  # snakemake, every runner and every stage child at once
     proc.wait()
     assert snakemake_locks(project), "snakemake left no lock: the test proves nothing"
@@ -40,7 +40,7 @@ def test_a_second_build_while_one_runs_is_refused_and_the_first_completes(projec
     """The live run's locks are not taken for a dead run's: Snakemake still refuses a second
     build over the same outputs, and nothing is computed twice or corrupted."""
     project.edit("params.yaml", "delay: 0.0", "delay: 10.0")
-    first = start_snakemake_until_a_stage_is_half_written(project)
+    first = start_build_until_a_stage_is_half_written(project)
     live_locks = snakemake_locks(project)
     second = project.snakemake(check=False)
     assert second.returncode != 0 and "LockException" in second.stderr
@@ -54,19 +54,7 @@ def test_a_second_build_while_one_runs_is_refused_and_the_first_completes(projec
 
 def test_a_plain_dvc_repro_after_killing_a_dvc_run_completes(project):
     project.edit("params.yaml", "delay: 0.0", "delay: 30.0")
-    proc = subprocess.Popen(
-        ["dvc", "repro", "--quiet"],
-        cwd=project.path,
-        env=project.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    tmp = project.path / "artifacts/.store/tmp"
-    deadline = time.time() + 60
-    while not list(tmp.glob("*/values.json")) and time.time() < deadline:
-        time.sleep(0.2)
-    assert time.time() < deadline, "the stage never started"
+    proc = start_build_until_a_stage_is_half_written(project, ("dvc", "repro", "--quiet"))
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     rwlock = (project.path / ".dvc/tmp/rwlock").read_text()
