@@ -61,11 +61,23 @@ def _imported_modules(tree: ast.AST, name: str, is_package: bool) -> set[str]:
     return {m for m in found if m.split(".")[0] in FOLLOWED}
 
 
+SCHEDULING = ("gpus",)  # StageSpec keywords that say where a node runs, never what it computes
+
+
+def _strip_scheduling(tree: ast.AST) -> ast.AST:
+    """Drop the scheduling keywords of every ``StageSpec(...)`` call: pinning a stage to a GPU
+    slot changes where it runs, not what it computes, so it must not change its fingerprint."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "StageSpec":
+            node.keywords = [k for k in node.keywords if k.arg not in SCHEDULING]
+    return tree
+
+
 @cache
 def _module_digest(name: str, root: Path) -> tuple[str, frozenset[str]]:
     """(AST digest, project imports) of one module."""
     path = module_path(name, root)
-    tree = _strip_docstrings(ast.parse(path.read_text(), filename=str(path)))
+    tree = _strip_scheduling(_strip_docstrings(ast.parse(path.read_text(), filename=str(path))))
     deps = set()
     for mod in _imported_modules(tree, name, path.name == "__init__.py"):
         try:

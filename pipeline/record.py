@@ -46,6 +46,7 @@ class NodeRecord:
     fingerprint: str
     cells: tuple[str, ...]
     upstream: tuple[dict[str, Any], ...]  # {stage, slug, fingerprint, cells}
+    gpus: int = 0  # devices the runner pins while computing it (StageSpec.gpus)
 
     @property
     def label(self) -> str:
@@ -79,6 +80,7 @@ def of_node(plan, node) -> NodeRecord:
         node.fingerprint,
         node.cells,
         upstream,
+        node.spec.gpus_for(node.params),
     )
 
 

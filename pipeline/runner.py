@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline import paths, project, record
+from pipeline import gpus, paths, project, record
 from pipeline.child import OOM_EXIT
 from pipeline.record import NodeRecord
 from pipeline.store import Store, StoreUnreachable, _remove_tree, read_meta
@@ -118,8 +118,9 @@ def classify(returncode: int, oom_kills_before: int | None, oom_kills_after: int
     return "failed"
 
 
-def _compute(node: NodeRecord, store: Store) -> tuple[int, dict[str, Any]]:
-    """Run the stage in a child process writing into a fresh temp dir; publish on success."""
+def _compute(node: NodeRecord, store: Store, gpu_env: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    """Run the stage in a child process writing into a fresh temp dir; publish on success.
+    ``gpu_env``: the pinned device(s) as CUDA_VISIBLE_DEVICES ({} when unpinned)."""
     upstream = []
     for up in node.upstream:
         entry = store.get(up["fingerprint"])
@@ -149,7 +150,7 @@ def _compute(node: NodeRecord, store: Store) -> tuple[int, dict[str, Any]]:
     )
     started, kills_before = time.time(), oom_kills()
     root = project.root()
-    env = {**os.environ, "OMP_NUM_THREADS": str(_threads()), "PYTHONPATH": str(root)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(_threads()), "PYTHONPATH": str(root), **gpu_env}
     proc = subprocess.run([sys.executable, "-m", "pipeline.child", str(job)], env=env, cwd=root)
     wall = time.time() - started
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -227,7 +228,8 @@ def build(node: NodeRecord, store: Store, planned: bool = True) -> int:
         if cache_only():  # e.g. the workspace copy did not verify, so adopting it failed
             return refuse()
         say(f"{node.label}: computing (fingerprint {fp[:12]})")
-        code, info = _compute(node, store)
+        with gpus.pin(node.label, node.gpus, say) as gpu_env:  # the device lock is held until the child ends
+            code, info = _compute(node, store, gpu_env)
         if code != 0:
             how = f"signal {-code}" if code < 0 else f"exit code {code}"
             say(f"{node.label}: {info['status']} ({how})")
@@ -273,7 +275,11 @@ def main(recipes: dict[str, tuple[str, ...]], argv: list[str] | None = None) -> 
         return 2
     if node == "excluded":
         return _mark_excluded(paths.artifacts_root() / args.study / args.stage / args.slug)
-    return build(node, Store(), planned)
+    try:
+        return build(node, Store(), planned)
+    except gpus.GpuError as e:
+        say(f"{node.label}: error: {e}")
+        return 2
 
 
 def _mark_excluded(ws: Path) -> int:

@@ -22,6 +22,8 @@ class StageSpec:
     gather    True for study-level stages (reports) that read every cell's upstream node
     external  param → files hashed into the fingerprint (e.g. a local dataset file)
     threads   CPU threads the stage wants (Snakemake ``threads``)
+    gpus      GPUs it computes on (Snakemake ``resources: gpu``; the runner pins that many devices):
+              an int, or a function of the node's params for a stage whose params pick the device
     """
 
     name: str
@@ -33,11 +35,21 @@ class StageSpec:
     gather: bool = False
     external: Callable[[Mapping[str, Any]], list[Path]] | None = None
     threads: int = 1
+    gpus: int | Callable[[Mapping[str, Any]], int] = 0
 
     def __post_init__(self) -> None:
         unknown = set(self.choices) - set(self.reads)
         if unknown:
             raise ValueError(f"stage {self.name}: choices for keys it does not read: {sorted(unknown)}")
+        if not callable(self.gpus) and not (isinstance(self.gpus, int) and self.gpus >= 0):
+            raise ValueError(f"stage {self.name}: gpus={self.gpus!r}; expected an int >= 0 or a function of params")
+
+    def gpus_for(self, params: Mapping[str, Any]) -> int:
+        """GPUs one node of this stage needs, given its projected params."""
+        n = self.gpus(Params(params, self.name)) if callable(self.gpus) else self.gpus
+        if not isinstance(n, int) or n < 0:
+            raise ValueError(f"stage {self.name}: gpus returned {n!r} for these params; expected an int >= 0")
+        return n
 
 
 class Params(Mapping[str, Any]):
