@@ -7,7 +7,7 @@ from pipeline.spec import Context, StageSpec
 from stages.common.trained import load_trained
 from stages.poh.maze_train import load_split
 
-SPEC = StageSpec(name="evaluate", reads=(), needs=("maze_data", "train"), code=("studies.poh.maze_task",))
+SPEC = StageSpec(name="evaluate", reads=(), needs=("maze_data", "train"), code=("studies.poh.maze_task",), gpus=1)
 
 
 def run(ctx: Context) -> dict:

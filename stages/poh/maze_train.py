@@ -26,6 +26,7 @@ SPEC = StageSpec(
     needs=("maze_data", "parity"),
     code=("studies.poh.maze_task",),
     choices={"kind": ("baseline", "poh"), "horizon_mask": ("distance", "none")},
+    gpus=1,
 )
 
 

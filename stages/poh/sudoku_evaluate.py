@@ -9,7 +9,11 @@ from stages.common.trained import load_trained
 from stages.poh.sudoku_train import load_split
 
 SPEC = StageSpec(
-    name="evaluate", reads=(), needs=("sudoku_data", "train"), code=("studies.poh.sudoku_task", "studies.poh.metrics")
+    name="evaluate",
+    reads=(),
+    needs=("sudoku_data", "train"),
+    code=("studies.poh.sudoku_task", "studies.poh.metrics"),
+    gpus=1,
 )
 
 

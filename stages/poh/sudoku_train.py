@@ -51,6 +51,7 @@ SPEC = StageSpec(
         "alpha_agg": ("mean", "max", "entropy"),
         "entropy_norm": ("log", "n_heads"),
     },
+    gpus=1,
 )
 
 

@@ -36,6 +36,7 @@ SPEC = StageSpec(
         "device": ("cpu", "cuda"),
     },
     threads=2,
+    gpus=lambda p: int(p["device"] == "cuda"),  # a CPU benchmark holds no GPU slot
 )
 
 

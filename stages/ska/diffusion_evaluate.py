@@ -15,6 +15,7 @@ SPEC = StageSpec(
     reads=("n_fid_samples", "ddim_steps", "eval_seed"),
     needs=("images", "fid_features", "train"),
     code=("studies.ska.diffusion", "studies.ska.fid", "studies.ska.diagnostics"),
+    gpus=1,
 )
 
 

@@ -40,6 +40,7 @@ SPEC = StageSpec(
     needs=("images",),
     code=("studies.ska.diffusion",),
     choices={"attention": ("ska", "sdpa"), "backend": ("python", "keops")},
+    gpus=1,
 )
 
 

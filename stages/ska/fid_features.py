@@ -10,7 +10,9 @@ from __future__ import annotations
 from pipeline.spec import Context, StageSpec
 from stages.common.images import load_split
 
-SPEC = StageSpec(name="fid_features", reads=("fid_steps", "fid_seed"), needs=("images",), code=("studies.ska.fid",))
+SPEC = StageSpec(
+    name="fid_features", reads=("fid_steps", "fid_seed"), needs=("images",), code=("studies.ska.fid",), gpus=1
+)
 
 
 def run(ctx: Context) -> dict:

@@ -19,6 +19,7 @@ SPEC = StageSpec(
     needs=("tokenize", "banks", "train"),
     code=("studies.ska.train", "studies.ska.diagnostics"),
     threads=1,  # small models: two cells in parallel beat one cell on two threads
+    gpus=1,
 )
 
 

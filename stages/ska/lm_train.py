@@ -59,6 +59,7 @@ SPEC = StageSpec(
         "precision": ("fp32", "fp16", "bf16"),
     },
     threads=1,  # small models: two cells in parallel beat one cell on two threads
+    gpus=1,
 )
 
 

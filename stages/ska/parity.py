@@ -28,6 +28,7 @@ SPEC = StageSpec(
     code=("studies.ska.parity",),
     choices={"backend": ("python", "keops", "triton"), "precision": ("fp32", "fp16", "bf16")},
     threads=2,
+    gpus=1,  # compares on the GPU whenever one is visible
 )
 
 

@@ -17,6 +17,7 @@ SPEC = StageSpec(
     needs=("data", "train"),
     code=("studies.ska.synthetic", "studies.ska.diagnostics"),
     threads=1,
+    gpus=1,
 )
 
 

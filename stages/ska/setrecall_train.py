@@ -21,6 +21,7 @@ SPEC = StageSpec(
     code=("studies.ska.model", "studies.ska.train", "studies.ska.synthetic"),
     choices=LM_TRAIN.choices,
     threads=1,
+    gpus=1,
 )
 
 

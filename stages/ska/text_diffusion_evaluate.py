@@ -18,6 +18,7 @@ SPEC = StageSpec(
     reads=("eval_seed",),
     needs=("tokenize", "train"),
     code=("studies.ska.diffusion", "studies.ska.text_diffusion", "studies.ska.diagnostics"),
+    gpus=1,
 )
 
 

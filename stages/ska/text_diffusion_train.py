@@ -41,6 +41,7 @@ SPEC = StageSpec(
     needs=("tokenize",),
     code=("studies.ska.diffusion", "studies.ska.text_diffusion", "studies.data.lm", "studies.data.tokenizer"),
     choices={"attention": ("ska", "sdpa"), "backend": ("python", "keops")},
+    gpus=1,
 )
 
 

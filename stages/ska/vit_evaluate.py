@@ -14,6 +14,7 @@ SPEC = StageSpec(
     reads=("eval_batch_size",),
     needs=("images", "train"),
     code=("studies.ska.vit", "studies.ska.diagnostics"),
+    gpus=1,
 )
 
 

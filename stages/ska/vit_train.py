@@ -47,6 +47,7 @@ SPEC = StageSpec(
         "pool": ("mean", "cls"),
         "backend": ("python", "keops"),
     },
+    gpus=1,
 )
 
 

@@ -84,3 +84,36 @@ def node_inputs(stage=None):
 
 def node_threads(stage=None):
     return lambda wildcards: node_of(wildcards, stage).spec.threads
+
+
+def node_gpus(stage=None):
+    """Resource ``gpu``: `--resources gpu=N` runs at most N GPU jobs at once (the runner pins each to a device)."""
+
+    def gpus(wildcards):
+        node = node_of(wildcards, stage)
+        return node.spec.gpus_for(node.params)
+
+    return gpus
+
+
+def _check_gpu_settings():
+    """Fail at parse on GPU settings no job could honour (Snakemake itself would scale a gpu=1 job
+    down to a `--resources gpu=0` grant and run it anyway)."""
+    from pipeline import gpus as _gpus
+
+    if os.environ.get("ABLATE_GPUS", "").strip():
+        try:
+            _gpus.parse_ids(os.environ["ABLATE_GPUS"])
+        except _gpus.GpuError as error:
+            raise WorkflowError(str(error)) from None
+    granted = workflow.global_resources.get("gpu")  # a snakemake Resource (value None when not given)
+    if getattr(granted, "value", granted) == 0 and os.environ.get("ABLATE_DEVICE", "").strip().lower() == "cuda":
+        needing = sorted({f"{n.study}/{n.stage}" for n in PLAN.nodes.values() if n.spec.gpus_for(n.params) > 0})
+        if needing:
+            raise WorkflowError(
+                f"--resources gpu=0 grants no GPU, but ABLATE_DEVICE=cuda and these stages need one: "
+                f"{', '.join(needing)}; pass --resources gpu=<number of GPUs>, or ABLATE_DEVICE=cpu"
+            )
+
+
+_check_gpu_settings()

@@ -28,6 +28,8 @@ rule stage:
     log:
         f"{ART}/.logs/{{study}}/{{stage}}/{{slug}}.log",
     threads: node_threads()
+    resources:
+        gpu=node_gpus(),
     shell:
         "python -m stages {wildcards.study} {wildcards.stage} {wildcards.slug} > {log} 2>&1"
 
@@ -40,5 +42,7 @@ rule report:
     log:
         f"{ART}/.logs/{{study}}/report.log",
     threads: node_threads("report")
+    resources:
+        gpu=node_gpus("report"),
     shell:
         "python -m stages {wildcards.study} report base > {log} 2>&1"
