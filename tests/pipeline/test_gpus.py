@@ -25,6 +25,22 @@ with gpus.pin("job", int(sys.argv[2]), lambda m: print(m, file=sys.stderr, flush
 """
 
 
+STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_holders():
+    """A failed assertion must not leave holders waiting for a release that never comes."""
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
 class Holder:
     """A process that pins GPU(s) and keeps them until ``release()``."""
 
@@ -38,6 +54,7 @@ class Holder:
             stderr=subprocess.PIPE,
             text=True,
         )
+        STARTED.append(self.proc)
 
     def device(self, timeout: float = 30) -> str | None:
         """The CUDA_VISIBLE_DEVICES it was given, or None if it has none within ``timeout``."""
