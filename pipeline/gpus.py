@@ -109,13 +109,19 @@ def free_gb(device: str) -> float | None:
 
 
 def lock_dir() -> Path:
+    """The machine's lock dir; made world-writable (sticky, like /tmp) so every user's jobs share it."""
     path = Path(os.environ.get("ABLATE_GPU_LOCK_DIR") or "/tmp/ablate-gpu-locks")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True)
+        path.chmod(0o1777)
+    except FileExistsError:
+        pass
     return path
 
 
 def _try_lock(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # not inherited by the child (O_CLOEXEC)
+    # Read-only suffices for flock, so another user's lock file (mode 0644) still locks.
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)  # not inherited by the child (O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
