@@ -32,6 +32,7 @@ def run(ctx: Context) -> dict:
     p, rows = ctx.params, cell_rows(ctx)
     keys = list(next(iter(ctx.cells.values()))["params"])
     metric, descending, replicate = p["report_metric"], p["report_goal"] == "max", p["report_replicates"]
+    better = {metric: p["report_goal"]}  # the .tex tables' bold best, whatever the metric's name
     numeric = list(  # every numeric metric any cell has, in first-seen order
         dict.fromkeys(
             k
@@ -46,6 +47,7 @@ def run(ctx: Context) -> dict:
         sort_by=metric,
         first=("cell",),
         descending=descending,
+        better=better,
     )
     summary = replicate_summary(rows, keys, replicate, numeric, fixed=FIXED)
     reference = reference_params(ctx, p["report_reference"])
@@ -56,8 +58,9 @@ def run(ctx: Context) -> dict:
         sort_by=metric,
         first=("cell", metric, f"{metric}_sd", f"{metric}_diff", f"{metric}_diff_lo", f"{metric}_diff_hi", *LEAD),
         descending=descending,
+        better=better,
     )
-    write_ablations(ctx, rows, summary, replicate, metric)
+    write_ablations(ctx, rows, summary, replicate, metric, goal=p["report_goal"])
     bar_plot(
         summary,
         metric,
