@@ -67,6 +67,15 @@ def _number(value: float | int, digits: int | None, whole: bool) -> str:
     return text
 
 
+def _is_count(column: pl.Series) -> bool:
+    """Printed without decimals: an integer column, or whole floats beyond 1 (parameter and
+    step counts averaged over seeds); whole values within [-1, 1] are rates (accuracy 0 or 1)."""
+    values = column.drop_nulls()
+    if column.dtype.is_integer():
+        return True
+    return len(values) > 0 and all(float(v).is_integer() for v in values) and values.abs().max() > 1
+
+
 def ci_half_width(sd: float | None, n: int | None, level: float = 0.95) -> float | None:
     """Half the ``level`` CI of a mean of ``n`` seeds with sample s.d. ``sd`` (Student t); None
     below two seeds: one run says nothing about spread (never ± 0)."""
@@ -84,7 +93,7 @@ def latex_table(df: pl.DataFrame, digits: int | None = 4, better: dict[str, str 
     columns = [c for c in df.columns if c not in spread.values()]
     rows = df.to_dicts()
     numeric = [c for c in columns if df.schema[c].is_numeric()]
-    whole = {c for c in numeric if all(v is None or float(v).is_integer() for v in df[c].to_list())}
+    whole = {c for c in numeric if _is_count(df[c])}
 
     def shown(c: str, v) -> float:  # the value as the table prints it, so ties look tied
         return round(v) if c in whole else v if digits is None else round(v, digits)

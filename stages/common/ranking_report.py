@@ -1,6 +1,7 @@
-"""report: cells ranked by a metric (mean ± s.d. over seeds, with n) as tables and a bar
-chart, each row's difference from a reference cell with its 95 % CI, and each factor against
-the base cell (``ablations``).
+"""report: cells ranked by a metric (mean ± s.d. over seeds, with n) as tables (markdown, CSV,
+and LaTeX with the best value in bold by ``report_goal``) and a bar chart, each row's
+difference from a reference cell with its 95 % CI, and each factor against the base cell
+(``ablations``).
 
 ``report_goal`` says which way is better: max (accuracy) or min (ε-MSE, FID).
 ``report_reference`` names what the summary compares with: ``base`` or a named cell.

@@ -214,7 +214,7 @@ def _tex_rows(tmp_path, rows=PAPER_ROWS, sort_by="ppl", **kw) -> tuple[list[str]
     write_table(rows, tmp_path / "summary", sort_by=sort_by, **kw)
     lines = (tmp_path / "summary.tex").read_text().splitlines()
     header = lines.index(r"\toprule") + 1
-    columns = lines[header].removesuffix(r" \\").split(" & ")
+    columns = lines[header].removesuffix(r" \\").replace(r"\_", "_").split(" & ")  # the rows' own names
     body = lines[lines.index(r"\midrule") + 1 : lines.index(r"\bottomrule")]
     cells = [dict(zip(columns, line.removesuffix(r" \\").split(" & "), strict=True)) for line in body]
     return lines, {c["cell"]: c for c in cells}
@@ -261,6 +261,19 @@ def test_mean_shows_its_95_ci_over_seeds_and_one_seed_shows_no_pm(tmp_path):
     assert cells["sdpa\\_conv"]["ppl"] == r"$20.0000 \pm 0.2484$"
     assert cells["base"]["ppl"] == r"$19.0000 \pm 1.7969$"
     assert r"\pm" not in cells["ska"]["ppl"]
+
+
+def test_counts_print_whole_and_rates_keep_their_decimals(tmp_path):
+    """n_params averaged over seeds is a whole float: no decimals; an accuracy of exactly 0 or 1
+    is a rate and keeps them, as does a count column with a fraction in it."""
+    rows = [
+        {"cell": "a", "n_params": 3216.0, "acc": 1.0, "best_step": 1.5},
+        {"cell": "b", "n_params": 5361.0, "acc": 0.0, "best_step": 2.0},
+    ]
+    lines, cells = _tex_rows(tmp_path, rows=rows, sort_by="cell")
+    assert r"cell & n\_params & acc & best\_step \\" in lines  # column names escaped too
+    assert [cells["a"][c] for c in ("n_params", "acc", "best_step")] == ["$3216$", r"$\mathbf{1.0000}$", "$1.5000$"]
+    assert [cells["b"][c] for c in ("n_params", "acc", "best_step")] == ["$5361$", "$0.0000$", "$2.0000$"]
 
 
 def test_latex_specials_in_cell_text_and_names_are_escaped(tmp_path):
