@@ -121,8 +121,9 @@ def latex_table(df: pl.DataFrame, digits: int | None = 4, better: dict[str, str 
         return f"$\\mathbf{{{text}}}$" if bold else f"${text}$"
 
     marked = ", ".join(f"{c} ({'lower' if better_of(c, better) == 'min' else 'higher'})" for c in best)
+    pm = f"% ± ({', '.join(spread)}): the 95 % CI of the mean over n seeds (Student t); none where n = 1"
     lines = [
-        "% ± is the 95 % CI of the mean over n seeds (Student t); no ± where n = 1",
+        *([pm] if spread else []),
         f"% bold: the best value of each column: {marked or 'none has a direction'}",
         rf"\begin{{tabular}}{{{''.join('r' if c in numeric else 'l' for c in columns)}}}",
         r"\toprule",

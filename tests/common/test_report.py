@@ -257,7 +257,8 @@ def test_ties_as_printed_are_all_bold(tmp_path):
 def test_mean_shows_its_95_ci_over_seeds_and_one_seed_shows_no_pm(tmp_path):
     """n = 3, s.d. 0.1: t(0.975, 2) · 0.1 / √3 = 4.3027 · 0.0577 = 0.2484; n = 2, s.d. 0.2:
     12.7062 · 0.2 / √2 = 1.7969; n = 1: the mean alone (never ± 0)."""
-    _, cells = _tex_rows(tmp_path)
+    lines, cells = _tex_rows(tmp_path)
+    assert lines[0] == "% ± (ppl): the 95 % CI of the mean over n seeds (Student t); none where n = 1"
     assert cells["sdpa\\_conv"]["ppl"] == r"$20.0000 \pm 0.2484$"
     assert cells["base"]["ppl"] == r"$19.0000 \pm 1.7969$"
     assert r"\pm" not in cells["ska"]["ppl"]
@@ -272,6 +273,7 @@ def test_counts_print_whole_and_rates_keep_their_decimals(tmp_path):
     ]
     lines, cells = _tex_rows(tmp_path, rows=rows, sort_by="cell")
     assert r"cell & n\_params & acc & best\_step \\" in lines  # column names escaped too
+    assert not any(line.startswith("% ±") for line in lines)  # no s.d., no ± to explain
     assert [cells["a"][c] for c in ("n_params", "acc", "best_step")] == ["$3216$", r"$\mathbf{1.0000}$", "$1.5000$"]
     assert [cells["b"][c] for c in ("n_params", "acc", "best_step")] == ["$5361$", "$0.0000$", "$2.0000$"]
 
