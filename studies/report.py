@@ -20,6 +20,7 @@ from studies.stats import difference_ci, t_quantile  # noqa: E402
 # overrides it: the report's own goal, or None for a floor such as ``random_acc``.
 LOWER_IS_BETTER = frozenset({"perplexity", "ppl", "mse", "fid", "loss"})
 HIGHER_IS_BETTER = frozenset({"acc", "accuracy", "top1", "top5", "recall"})
+SIGNIFICANT = 4  # LaTeX digits of a table written with digits=None (the markdown: unrounded)
 LATEX_SPECIALS = {
     "\\": r"\textbackslash{}",
     "&": r"\&",
@@ -56,11 +57,11 @@ def latex_escape(text: str) -> str:
 
 
 def _number(value: float | int, digits: int | None, whole: bool) -> str:
-    """A number for math mode: ``digits`` decimals (None: full precision; ``whole``: none),
-    an exponent as × 10^k."""
+    """A number for math mode: ``digits`` decimals (None: ``SIGNIFICANT`` significant digits, for
+    values too small for fixed decimals, such as parity errors; ``whole``: none), an exponent as × 10^k."""
     if not math.isfinite(value):
         return rf"\mathrm{{{value}}}"
-    text = str(round(value)) if whole else repr(float(value)) if digits is None else f"{value:.{digits}f}"
+    text = str(round(value)) if whole else f"{value:.{SIGNIFICANT}g}" if digits is None else f"{value:.{digits}f}"
     if "e" in text:
         mantissa, exponent = text.split("e")
         text = rf"{mantissa} \times 10^{{{int(exponent)}}}"
@@ -96,7 +97,7 @@ def latex_table(df: pl.DataFrame, digits: int | None = 4, better: dict[str, str 
     whole = {c for c in numeric if _is_count(df[c])}
 
     def shown(c: str, v) -> float:  # the value as the table prints it, so ties look tied
-        return round(v) if c in whole else v if digits is None else round(v, digits)
+        return round(v) if c in whole else float(f"{v:.{SIGNIFICANT}g}") if digits is None else round(v, digits)
 
     best: dict[str, float] = {}
     for c in numeric:
@@ -149,7 +150,8 @@ def write_table(
     ``better`` maps a column to ``min``/``max``/None over its name's default) sorted by
     ``sort_by``, ``first`` columns leading (those the rows have).
 
-    The markdown and LaTeX round floats to ``digits`` decimals (None: full precision); the CSV never does.
+    The markdown and LaTeX round floats to ``digits`` decimals (None: unrounded in the markdown,
+    ``SIGNIFICANT`` significant digits in the LaTeX); the CSV never rounds.
     """
     df = pl.DataFrame(rows, infer_schema_length=None)
     df = df.sort(sort_by, descending=descending, nulls_last=True, maintain_order=True)

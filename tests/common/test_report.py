@@ -278,6 +278,18 @@ def test_counts_print_whole_and_rates_keep_their_decimals(tmp_path):
     assert [cells["b"][c] for c in ("n_params", "acc", "best_step")] == ["$5361$", "$0.0000$", "$2.0000$"]
 
 
+def test_a_full_precision_table_prints_four_significant_digits_with_powers_of_ten(tmp_path):
+    """Parity errors (digits=None) are unrounded in the CSV and markdown; the paper gets 4.47 × 10^-8."""
+    rows = [
+        {"cell": "keops", "z_max_abs_err": 4.470348358154297e-08},
+        {"cell": "python", "z_max_abs_err": 0.00192},
+    ]
+    _, cells = _tex_rows(tmp_path, rows=rows, sort_by="cell", digits=None)
+    assert cells["keops"]["z_max_abs_err"] == r"$4.47 \times 10^{-8}$"
+    assert cells["python"]["z_max_abs_err"] == "$0.00192$"
+    assert float((tmp_path / "summary.csv").read_text().splitlines()[1].split(",")[1]) == 4.470348358154297e-08
+
+
 def test_latex_specials_in_cell_text_and_names_are_escaped(tmp_path):
     _, cells = _tex_rows(tmp_path)
     assert cells["sdpa\\_conv"]["note"] == r"50\% of k \& w\_2"
