@@ -87,9 +87,11 @@ class UsageError(Exception):
 def node_of(plan: plan_mod.Plan, spec: str) -> plan_mod.Node:
     """The plan's node named STUDY/STAGE/SLUG; a partial name lists the nodes it could mean."""
     parts = spec.split("/")
-    if len(parts) == 3 and all(parts):
-        return plan.node(*parts)  # a KeyError naming the closest slug when there is none
     labels = [n.label for n in plan.nodes.values()]
+    if len(parts) == 3 and all(parts):
+        if tuple(parts) in plan.nodes:
+            return plan.node(*parts)
+        raise UsageError(f"no node {spec} in the plan{did_you_mean(spec, labels)}; `ablate plan` lists them")
     under = sorted((label for label in labels if label.startswith(spec.rstrip("/") + "/")), key=len)
     if under:
         more = f" or {len(under) - 3} more (`ablate plan` lists them)" if len(under) > 3 else ""
@@ -100,23 +102,10 @@ def node_of(plan: plan_mod.Plan, spec: str) -> plan_mod.Node:
 
 
 def cmd_why(args) -> int:
-    """Which fingerprint parts differ between the workspace artifact and the plan."""
-    node = node_of(_plan(argparse.Namespace(params=args.params, study=None)), args.node)
-    old = (read_meta(node.workspace()) or {}).get("parts")
-    if old is None:
-        print(f"{node.label}: never built here")
-        return 0
-    changed = [k for k in sorted(set(old) | set(node.parts)) if old.get(k) != node.parts.get(k)]
-    if not changed:
-        print(f"{node.label}: up to date")
-    for key in changed:
-        a, b = old.get(key) or {}, node.parts.get(key) or {}
-        if isinstance(a, dict) and isinstance(b, dict):
-            for k in sorted(set(a) | set(b)):
-                if a.get(k) != b.get(k):
-                    print(f"{key}.{k}: {a.get(k)!r} → {b.get(k)!r}")
-        else:
-            print(f"{key}: {a!r} → {b!r}")
+    """Which fingerprint parts differ between the workspace artifact and the plan, naming each
+    upstream node that moved and what moved in it."""
+    plan = _plan(argparse.Namespace(params=args.params, study=None))
+    print("\n".join(status.why(plan, node_of(plan, args.node), Store())))
     return 0
 
 

@@ -95,6 +95,123 @@ def to_compute(states: list[NodeState], store: Store) -> list[NodeState]:
     return [s for s in states if s.state != "done" and s.node.fingerprint not in stored]
 
 
+def why(plan: Plan, node: Node, store: Store) -> list[str]:
+    """Why ``node`` would rebuild, as lines: each fingerprint part that differs between its
+    workspace artifact and the plan, and for an upstream that moved, which node it is and, in
+    turn (indented), what changed in it, down to the params or code that moved first."""
+    meta = read_meta(node.workspace()) or {}
+    if meta.get("parts") is None:
+        return [f"{node.label}: never built here"]
+    lines = _changes(plan, node, meta["parts"], store, "")
+    if not lines:
+        return [f"{node.label}: up to date"]
+    held = str(meta.get("fingerprint"))[:12]
+    head = f"{node.label}: would rebuild (workspace has {held}, plan wants {node.fingerprint[:12]})"
+    return [head, *lines]
+
+
+def _changes(plan: Plan, node: Node, old: dict, store: Store, indent: str) -> list[str]:
+    lines = []
+    for key in sorted(set(old) | set(node.parts)):
+        a, b = old.get(key) or {}, node.parts.get(key) or {}
+        if a == b:
+            continue
+        if key == "upstream":
+            lines += _moved_upstream(plan, node, a, b, store, indent)
+        elif isinstance(a, dict) and isinstance(b, dict):
+            lines += [
+                f"{indent}{key}.{k}: {a.get(k)!r} → {b.get(k)!r}"
+                for k in sorted(set(a) | set(b))
+                if a.get(k) != b.get(k)
+            ]
+        else:
+            lines.append(f"{indent}{key}: {a!r} → {b!r}")
+    return lines
+
+
+def _recorded_parts(fp: str, upstream: Node, store: Store) -> dict | None:
+    """The parts the artifact ``fp`` was built from: its store entry's meta, else the upstream
+    node's workspace while that still holds it (read only: a corrupt entry is not dropped here)."""
+    for directory in (store.entry(fp), upstream.workspace()):
+        meta = read_meta(directory) or {}
+        if meta.get("fingerprint") == fp and meta.get("parts") is not None:
+            return meta["parts"]
+    return None
+
+
+def _likeness(old: dict, node: Node, plan: Plan, store: Store) -> int:
+    """How many fingerprint parts (a dict part: its entries) a recorded artifact shares with
+    ``node``; a moved upstream counts by how like its own old record it is (power nodes of
+    two seeds differ only in their gen upstream, whose records name the seed)."""
+    score = 0
+    for key, was in old.items():
+        now = node.parts.get(key)
+        if key == "upstream" and isinstance(was, dict):
+            ups = {u.stage: u for u in plan.upstream_nodes(node)}
+            for stage, fp in was.items():
+                up = ups.get(stage)
+                if not isinstance(fp, str) or up is None:  # a gather node's list: equal or not
+                    score += fp == (now or {}).get(stage)
+                elif fp == up.fingerprint:
+                    score += 1 + len(up.parts)
+                elif (parts := _recorded_parts(fp, up, store)) is not None:
+                    score += _likeness(parts, up, plan, store)
+        elif isinstance(was, dict) and isinstance(now, dict):
+            score += sum(was.get(k) == now.get(k) for k in was)
+        else:
+            score += was == now
+    return score
+
+
+def _counterpart(plan: Plan, node: Node, gone: set[str], store: Store) -> str | None:
+    """Which of the recorded fingerprints no current node has was ``node``'s: the one its
+    workspace still holds, else the recorded artifact most like it (params, code: a gather
+    node's upstream list does not say whose each was), else the only one; None if unclear."""
+    held = (read_meta(node.workspace()) or {}).get("fingerprint")
+    if held in gone:
+        return held
+    scored = sorted(
+        ((_likeness(parts, node, plan, store), fp) for fp in gone if (parts := _recorded_parts(fp, node, store))),
+        reverse=True,
+    )
+    if scored and (len(scored) == 1 or scored[0][0] > scored[1][0]):
+        return scored[0][1]
+    return next(iter(gone)) if len(gone) == 1 else None
+
+
+def _moved_upstream(plan: Plan, node: Node, old: dict, new: dict, store: Store, indent: str) -> list[str]:
+    """Name each upstream node whose fingerprint is not the one ``node``'s artifact recorded
+    (a gather node records a sorted list per stage), then explain it from its old parts."""
+    lines = []
+    for stage in sorted(set(old) | set(new)):
+        if old.get(stage) == new.get(stage):
+            continue
+        was = old.get(stage) or []
+        was = set(was) if isinstance(was, list) else {was}
+        ups = [u for u in plan.upstream_nodes(node) if u.stage == stage]
+        moved = [u for u in ups if u.fingerprint not in was]
+        gone = was - {u.fingerprint for u in ups}
+        for u in moved:
+            before = _counterpart(plan, u, gone, store)
+            if before is None:
+                lines.append(f"{indent}upstream {u.label} is new to it (now {u.fingerprint[:12]})")
+                continue
+            gone.discard(before)
+            lines.append(f"{indent}upstream {u.label} moved: {before[:12]} → {u.fingerprint[:12]}")
+            parts = _recorded_parts(before, u, store)
+            lines += (
+                _changes(plan, u, parts, store, indent + "  ")
+                if parts is not None
+                else [
+                    f"{indent}  (its old artifact {before[:12]} is in neither the store nor its workspace:"
+                    " what moved in it is unknown)"
+                ]
+            )
+        if gone:
+            lines.append(f"{indent}upstream {stage}: {len(gone)} recorded artifact(s) no longer in the plan")
+    return lines
+
+
 def render(plan: Plan, states: list[NodeState]) -> str:
     """One table per study: a row per cell, a column per stage, then failures and totals."""
     by_node = {s.node.label: s for s in states}

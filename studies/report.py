@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 
 import matplotlib
@@ -12,7 +13,128 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
-from studies.stats import difference_ci  # noqa: E402
+from studies.stats import difference_ci, t_quantile  # noqa: E402
+
+# Which way a column is better, by its last word (``test_cell_acc``, ``eps_mse``, ``val_loss``); a
+# derived column (``acc_sd``, ``ppl_diff``) ends in another word and has none. A caller's ``better``
+# overrides it: the report's own goal, or None for a floor such as ``random_acc``.
+LOWER_IS_BETTER = frozenset({"perplexity", "ppl", "mse", "fid", "loss"})
+HIGHER_IS_BETTER = frozenset({"acc", "accuracy", "top1", "top5", "recall"})
+SIGNIFICANT = 4  # LaTeX digits of a table written with digits=None (the markdown: unrounded)
+LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "×": r"$\times$",
+    "±": r"$\pm$",
+    "≤": r"$\leq$",
+    "≥": r"$\geq$",
+    "−": r"$-$",
+    "→": r"$\to$",
+    "ε": r"$\varepsilon$",
+    "Δ": r"$\Delta$",
+}
+
+
+def better_of(column: str, better: dict[str, str | None] | None = None) -> str | None:
+    """``min``, ``max`` or None (no best to mark) for ``column``: ``better`` first, else its last word."""
+    if better and column in better:
+        return better[column]
+    last = column.rsplit("_", 1)[-1]
+    return "min" if last in LOWER_IS_BETTER else "max" if last in HIGHER_IS_BETTER else None
+
+
+def latex_escape(text: str) -> str:
+    """``text`` safe in LaTeX text mode: specials escaped, the report's few math symbols as math."""
+    return "".join(LATEX_SPECIALS.get(c, c) for c in text)
+
+
+def _number(value: float | int, digits: int | None, whole: bool) -> str:
+    """A number for math mode: ``digits`` decimals (None: ``SIGNIFICANT`` significant digits, for
+    values too small for fixed decimals, such as parity errors; ``whole``: none), an exponent as × 10^k."""
+    if not math.isfinite(value):
+        return rf"\mathrm{{{value}}}"
+    text = str(round(value)) if whole else f"{value:.{SIGNIFICANT}g}" if digits is None else f"{value:.{digits}f}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = rf"{mantissa} \times 10^{{{int(exponent)}}}"
+    return text
+
+
+def _is_count(column: pl.Series) -> bool:
+    """Printed without decimals: an integer column, or whole floats beyond 1 (parameter and
+    step counts averaged over seeds); whole values within [-1, 1] are rates (accuracy 0 or 1)."""
+    values = column.drop_nulls()
+    if column.dtype.is_integer():
+        return True
+    return len(values) > 0 and all(float(v).is_integer() for v in values) and values.abs().max() > 1
+
+
+def ci_half_width(sd: float | None, n: int | None, level: float = 0.95) -> float | None:
+    """Half the ``level`` CI of a mean of ``n`` seeds with sample s.d. ``sd`` (Student t); None
+    below two seeds: one run says nothing about spread (never ± 0)."""
+    if sd is None or n is None or n < 2:
+        return None
+    return t_quantile(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
+
+
+def latex_table(df: pl.DataFrame, digits: int | None = 4, better: dict[str, str | None] | None = None) -> str:
+    """``df`` as a booktabs tabular: a column with ``<col>_sd`` and the table's ``n`` shows
+    ``$mean \\pm h$`` (h: 95 % CI half-width; the mean alone where n = 1), and each column with
+    a direction (``better_of``) has its best value in bold (ties as shown all bold) where two or
+    more rows have one."""
+    spread = {c: f"{c}_sd" for c in df.columns if f"{c}_sd" in df.columns and "n" in df.columns}
+    columns = [c for c in df.columns if c not in spread.values()]
+    rows = df.to_dicts()
+    numeric = [c for c in columns if df.schema[c].is_numeric()]
+    whole = {c for c in numeric if _is_count(df[c])}
+
+    def shown(c: str, v) -> float:  # the value as the table prints it, so ties look tied
+        return round(v) if c in whole else float(f"{v:.{SIGNIFICANT}g}") if digits is None else round(v, digits)
+
+    best: dict[str, float] = {}
+    for c in numeric:
+        values = [shown(c, r[c]) for r in rows if r[c] is not None and math.isfinite(r[c])]
+        goal = better_of(c, better)
+        if goal and len(values) > 1:
+            best[c] = min(values) if goal == "min" else max(values)
+
+    def cell(row: dict, c: str) -> str:
+        v = row[c]
+        if v is None:
+            return "--"
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        if c not in numeric:
+            return latex_escape(str(v))
+        text = _number(v, digits, c in whole)
+        half = ci_half_width(row[spread[c]], row["n"]) if c in spread else None
+        if half is not None:
+            text += rf" \pm {_number(half, digits, False)}"
+        bold = c in best and math.isfinite(v) and shown(c, v) == best[c]
+        return f"$\\mathbf{{{text}}}$" if bold else f"${text}$"
+
+    marked = ", ".join(f"{c} ({'lower' if better_of(c, better) == 'min' else 'higher'})" for c in best)
+    pm = f"% ± ({', '.join(spread)}): the 95 % CI of the mean over n seeds (Student t); none where n = 1"
+    lines = [
+        *([pm] if spread else []),
+        f"% bold: the best value of each column: {marked or 'none has a direction'}",
+        rf"\begin{{tabular}}{{{''.join('r' if c in numeric else 'l' for c in columns)}}}",
+        r"\toprule",
+        " & ".join(latex_escape(c) for c in columns) + r" \\",
+        r"\midrule",
+        *(" & ".join(cell(r, c) for c in columns) + r" \\" for r in rows),
+        r"\bottomrule",
+        r"\end{tabular}",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def write_table(
@@ -22,11 +144,14 @@ def write_table(
     first: tuple[str, ...] = (),
     descending: bool = False,
     digits: int | None = 4,
+    better: dict[str, str | None] | None = None,
 ) -> pl.DataFrame:
-    """Write ``stem``.csv and ``stem``.md sorted by ``sort_by``, ``first`` columns leading
-    (those the rows have).
+    """Write ``stem``.csv, ``stem``.md and ``stem``.tex (for a paper: see ``latex_table``;
+    ``better`` maps a column to ``min``/``max``/None over its name's default) sorted by
+    ``sort_by``, ``first`` columns leading (those the rows have).
 
-    The markdown rounds floats to ``digits`` decimals (None: full precision); the CSV never does.
+    The markdown and LaTeX round floats to ``digits`` decimals (None: unrounded in the markdown,
+    ``SIGNIFICANT`` significant digits in the LaTeX); the CSV never rounds.
     """
     df = pl.DataFrame(rows, infer_schema_length=None)
     df = df.sort(sort_by, descending=descending, nulls_last=True, maintain_order=True)
@@ -44,6 +169,7 @@ def write_table(
         fmt_str_lengths=200,
     ):
         stem.with_suffix(".md").write_text(str(shown) + "\n")
+    stem.with_suffix(".tex").write_text(latex_table(df, digits, better))
     return df
 
 

@@ -1,6 +1,7 @@
-"""report: cells ranked by a metric (mean ± s.d. over seeds, with n) as tables and a bar
-chart, each row's difference from a reference cell with its 95 % CI, and each factor against
-the base cell (``ablations``).
+"""report: cells ranked by a metric (mean ± s.d. over seeds, with n) as tables (markdown, CSV,
+and LaTeX with the best value in bold by ``report_goal``) and a bar chart, each row's
+difference from a reference cell with its 95 % CI, and each factor against the base cell
+(``ablations``).
 
 ``report_goal`` says which way is better: max (accuracy) or min (ε-MSE, FID).
 ``report_reference`` names what the summary compares with: ``base`` or a named cell.
@@ -32,6 +33,7 @@ def run(ctx: Context) -> dict:
     p, rows = ctx.params, cell_rows(ctx)
     keys = list(next(iter(ctx.cells.values()))["params"])
     metric, descending, replicate = p["report_metric"], p["report_goal"] == "max", p["report_replicates"]
+    better = {metric: p["report_goal"]}  # the .tex tables' bold best, whatever the metric's name
     numeric = list(  # every numeric metric any cell has, in first-seen order
         dict.fromkeys(
             k
@@ -46,6 +48,7 @@ def run(ctx: Context) -> dict:
         sort_by=metric,
         first=("cell",),
         descending=descending,
+        better=better,
     )
     summary = replicate_summary(rows, keys, replicate, numeric, fixed=FIXED)
     reference = reference_params(ctx, p["report_reference"])
@@ -56,8 +59,9 @@ def run(ctx: Context) -> dict:
         sort_by=metric,
         first=("cell", metric, f"{metric}_sd", f"{metric}_diff", f"{metric}_diff_lo", f"{metric}_diff_hi", *LEAD),
         descending=descending,
+        better=better,
     )
-    write_ablations(ctx, rows, summary, replicate, metric)
+    write_ablations(ctx, rows, summary, replicate, metric, goal=p["report_goal"])
     bar_plot(
         summary,
         metric,

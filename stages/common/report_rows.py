@@ -49,9 +49,12 @@ def reference_params(ctx: Context, reference: str) -> dict:
     return ctx.cells[reference]["params"]
 
 
-def write_ablations(ctx: Context, rows: list[dict], summary: list[dict], replicate: str, metric: str) -> None:
-    """``ablations.{md,csv,png}``: each factor against the base cell (see one_factor_rows),
-    with the change's 95 % CI from the per-seed ``rows``."""
+def write_ablations(
+    ctx: Context, rows: list[dict], summary: list[dict], replicate: str, metric: str, goal: str | None = None
+) -> None:
+    """``ablations.{md,csv,tex,png}``: each factor against the base cell (see one_factor_rows),
+    with the change's 95 % CI from the per-seed ``rows``; ``goal`` (min/max) marks the best
+    ``metric`` in the .tex (default: by the metric's name, ``studies.report.better_of``)."""
     from studies.report import compare_with_reference, one_factor_bars, one_factor_rows, write_table
 
     keys = list(next(iter(ctx.cells.values()))["params"])
@@ -62,5 +65,6 @@ def write_ablations(ctx: Context, rows: list[dict], summary: list[dict], replica
         pass
     ablations = one_factor_rows(summary, ctx.base, factors, metric)
     if ablations:
-        write_table(ablations, ctx.out / "ablations", sort_by="factor", first=("factor", "setting", "n"))
+        better = {metric: goal} if goal else None
+        write_table(ablations, ctx.out / "ablations", sort_by="factor", first=("factor", "setting", "n"), better=better)
         one_factor_bars(ablations, metric, ctx.out / "ablations.png", ctx.study)

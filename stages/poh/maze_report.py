@@ -21,6 +21,8 @@ REPLICATE = "train_seed"  # cells differing only in this param are averaged
 METRICS = ("acc", "opt", "exact_opt", "junction_acc", "len_ratio")
 FLOORS = ("random_acc", "random_opt", "junction_chance")
 FIXED = ("n_params", *FLOORS, "steps")  # the same for every seed: no s.d.
+# the .tex tables' bold best: optimality rates are higher-better; a floor is no result to mark
+BETTER = {"opt": "max", "exact_opt": "max", **dict.fromkeys(FLOORS)}
 LEAD = (
     *("size", "kind", "n", "n_params"),
     *(f"{m}{s}" for m in ("acc", "opt") for s in ("", "_sd", "_diff", "_diff_lo", "_diff_hi", "_finding")),
@@ -56,7 +58,7 @@ def run(ctx: Context) -> dict:
     for r in table:
         r.pop("vs", None)
         r.pop("named")
-    write_table(table, ctx.out / "table", sort_by="size", first=LEAD)
+    write_table(table, ctx.out / "table", sort_by="size", first=LEAD, better=BETTER)
     deltas = [
         {
             "size": r["size"],

@@ -23,7 +23,7 @@ its own nodes, so a failure names the study and shows the failing node's traceba
 
 Asserted is behaviour, never values: every node builds; every node's metrics are finite; the
 per-cell nodes' metrics hold the keys the study's report reads; the report writes the files it
-promises, with a row per cell, and has numeric metrics.
+promises (each markdown table with its LaTeX twin), with a row per cell, and has numeric metrics.
 """
 
 from __future__ import annotations
@@ -517,6 +517,9 @@ def test_study_builds_end_to_end_with_tiny_params(study, built):
     for name in REPORT_FILES[kind]:
         path = out / name.format(**p)
         assert path.is_file() and path.stat().st_size > 0, f"{report.label}: {path.name} missing or empty"
+        if path.suffix == ".md":  # every table also as a booktabs LaTeX table, for a paper
+            tex = path.with_suffix(".tex").read_text()
+            assert "\\toprule" in tex and "\\bottomrule" in tex, f"{report.label}: {path.stem}.tex: {tex[:300]}"
     n_cells = len(plan.studies[study].cells)
     assert len(report.cells) == n_cells
     if kind in ROW_PER_CELL:

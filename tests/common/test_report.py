@@ -1,13 +1,22 @@
 """Report helpers on fixed rows: replicate averaging, differences from a reference with their
-95 % CI, the one-factor-at-a-time view, the still-improving flag, and the t quantiles."""
+95 % CI, the one-factor-at-a-time view, the still-improving flag, the t quantiles, and the
+paper (LaTeX) form of every table."""
 
 import math
+import shutil
+import subprocess
 from types import SimpleNamespace
 
 import pytest
 
 from stages.common.report_rows import reference_params, still_improving
-from studies.report import compare_with_reference, one_factor_bars, one_factor_rows, replicate_summary
+from studies.report import (
+    compare_with_reference,
+    one_factor_bars,
+    one_factor_rows,
+    replicate_summary,
+    write_table,
+)
 from studies.stats import difference_ci, t_cdf, t_quantile
 
 BASE = {"k": 64, "window": 32, "stride": 16, "beta": None, "attention": "ska"}
@@ -190,3 +199,116 @@ def test_reference_is_base_or_a_named_cell_and_says_which_names_exist():
     assert reference_params(ctx, "sdpa") == {"k": 1}
     with pytest.raises(ValueError, match=r"report_reference='k=32'.*\(sdpa\)"):
         reference_params(ctx, "k=32")
+
+
+# A summary as the reports write it: a lower-better ppl, a higher-better top1, seeds n, a text column.
+PAPER_ROWS = [
+    {"cell": "sdpa_conv", "n": 3, "ppl": 20.0, "ppl_sd": 0.1, "top1": 0.61, "note": "50% of k & w_2"},
+    {"cell": "ska", "n": 1, "ppl": 18.5, "ppl_sd": None, "top1": 0.58, "note": "k × w"},
+    {"cell": "base", "n": 2, "ppl": 19.0, "ppl_sd": 0.2, "top1": 0.64, "note": None},
+]
+
+
+def _tex_rows(tmp_path, rows=PAPER_ROWS, sort_by="ppl", **kw) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """The .tex write_table writes, as lines and as cell → column → LaTeX cell text."""
+    write_table(rows, tmp_path / "summary", sort_by=sort_by, **kw)
+    lines = (tmp_path / "summary.tex").read_text().splitlines()
+    header = lines.index(r"\toprule") + 1
+    columns = lines[header].removesuffix(r" \\").replace(r"\_", "_").split(" & ")  # the rows' own names
+    body = lines[lines.index(r"\midrule") + 1 : lines.index(r"\bottomrule")]
+    cells = [dict(zip(columns, line.removesuffix(r" \\").split(" & "), strict=True)) for line in body]
+    return lines, {c["cell"]: c for c in cells}
+
+
+def test_every_table_has_a_booktabs_latex_twin_with_the_same_rows(tmp_path):
+    lines, cells = _tex_rows(tmp_path)
+    assert (tmp_path / "summary.csv").is_file() and (tmp_path / "summary.md").is_file()
+    assert [ln for ln in lines if ln.startswith("\\") and not ln.startswith("\\begin")][:2] == [
+        r"\toprule",
+        r"\midrule",
+    ]
+    assert lines[-2:] == [r"\bottomrule", r"\end{tabular}"]
+    assert lines[lines.index(r"\toprule") - 1] == r"\begin{tabular}{lrrrl}"  # text left, numbers right
+    assert list(cells) == ["ska", "base", "sdpa\\_conv"]  # sorted by ppl, as the CSV
+    assert lines[lines.index(r"\toprule") + 1] == r"cell & n & ppl & top1 & note \\"  # ppl_sd folded into ppl
+
+
+def test_the_best_value_is_bold_by_each_columns_direction(tmp_path):
+    """Lower ppl is better (ska, 18.5), higher top1 is better (base, 0.64); n has no direction."""
+    _, cells = _tex_rows(tmp_path)
+    bold = {(cell, col) for cell, row in cells.items() for col, text in row.items() if r"\mathbf" in text}
+    assert bold == {("ska", "ppl"), ("base", "top1")}
+    assert cells["ska"]["ppl"] == r"$\mathbf{18.5000}$"
+    assert cells["base"]["top1"] == r"$\mathbf{0.6400}$"
+
+
+def test_a_callers_direction_overrides_the_name_and_none_marks_nothing(tmp_path):
+    _, cells = _tex_rows(tmp_path, better={"ppl": "max", "top1": None})
+    bold = {(cell, col) for cell, row in cells.items() for col, text in row.items() if r"\mathbf" in text}
+    assert bold == {("sdpa\\_conv", "ppl")}
+
+
+def test_ties_as_printed_are_all_bold(tmp_path):
+    rows = [{"cell": "a", "acc": 0.70001}, {"cell": "b", "acc": 0.69999}, {"cell": "c", "acc": 0.5}]
+    _, cells = _tex_rows(tmp_path, rows=rows, sort_by="cell")  # both print as 0.7000
+    assert [cells[c]["acc"] for c in "abc"] == [r"$\mathbf{0.7000}$", r"$\mathbf{0.7000}$", "$0.5000$"]
+
+
+def test_mean_shows_its_95_ci_over_seeds_and_one_seed_shows_no_pm(tmp_path):
+    """n = 3, s.d. 0.1: t(0.975, 2) · 0.1 / √3 = 4.3027 · 0.0577 = 0.2484; n = 2, s.d. 0.2:
+    12.7062 · 0.2 / √2 = 1.7969; n = 1: the mean alone (never ± 0)."""
+    lines, cells = _tex_rows(tmp_path)
+    assert lines[0] == "% ± (ppl): the 95 % CI of the mean over n seeds (Student t); none where n = 1"
+    assert cells["sdpa\\_conv"]["ppl"] == r"$20.0000 \pm 0.2484$"
+    assert cells["base"]["ppl"] == r"$19.0000 \pm 1.7969$"
+    assert r"\pm" not in cells["ska"]["ppl"]
+
+
+def test_counts_print_whole_and_rates_keep_their_decimals(tmp_path):
+    """n_params averaged over seeds is a whole float: no decimals; an accuracy of exactly 0 or 1
+    is a rate and keeps them, as does a count column with a fraction in it."""
+    rows = [
+        {"cell": "a", "n_params": 3216.0, "acc": 1.0, "best_step": 1.5},
+        {"cell": "b", "n_params": 5361.0, "acc": 0.0, "best_step": 2.0},
+    ]
+    lines, cells = _tex_rows(tmp_path, rows=rows, sort_by="cell")
+    assert r"cell & n\_params & acc & best\_step \\" in lines  # column names escaped too
+    assert not any(line.startswith("% ±") for line in lines)  # no s.d., no ± to explain
+    assert [cells["a"][c] for c in ("n_params", "acc", "best_step")] == ["$3216$", r"$\mathbf{1.0000}$", "$1.5000$"]
+    assert [cells["b"][c] for c in ("n_params", "acc", "best_step")] == ["$5361$", "$0.0000$", "$2.0000$"]
+
+
+def test_a_full_precision_table_prints_four_significant_digits_with_powers_of_ten(tmp_path):
+    """Parity errors (digits=None) are unrounded in the CSV and markdown; the paper gets 4.47 × 10^-8."""
+    rows = [
+        {"cell": "keops", "z_max_abs_err": 4.470348358154297e-08},
+        {"cell": "python", "z_max_abs_err": 0.00192},
+    ]
+    _, cells = _tex_rows(tmp_path, rows=rows, sort_by="cell", digits=None)
+    assert cells["keops"]["z_max_abs_err"] == r"$4.47 \times 10^{-8}$"
+    assert cells["python"]["z_max_abs_err"] == "$0.00192$"
+    assert float((tmp_path / "summary.csv").read_text().splitlines()[1].split(",")[1]) == 4.470348358154297e-08
+
+
+def test_latex_specials_in_cell_text_and_names_are_escaped(tmp_path):
+    _, cells = _tex_rows(tmp_path)
+    assert cells["sdpa\\_conv"]["note"] == r"50\% of k \& w\_2"
+    assert cells["ska"]["note"] == r"k $\times$ w"
+    assert cells["base"]["note"] == "--"  # missing, not "None"
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no LaTeX engine installed")
+def test_the_latex_table_compiles(tmp_path):
+    write_table(PAPER_ROWS, tmp_path / "summary", sort_by="ppl")
+    (tmp_path / "doc.tex").write_text(
+        "\\documentclass{article}\\usepackage[utf8]{inputenc}\\usepackage{booktabs}\\usepackage{amsmath}"
+        "\\begin{document}\\input{summary.tex}\\end{document}\n"
+    )
+    proc = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
