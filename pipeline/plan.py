@@ -227,9 +227,11 @@ class Plan:
 
     def write_fingerprint_files(self, root: Path | None = None) -> int:
         """Write each node's fingerprint file only when its content changes, and every node's
-        record for the engine's jobs (pipeline.record); returns how many fingerprints changed."""
+        record for the engine's jobs (pipeline.record); returns how many fingerprints changed.
+        A changed node whose workspace already holds its artifact (``dvc pull``) is adopted
+        into the store here, where both engines pass before any job (pipeline.runner.adopt_pulled)."""
         record.write_all(self, root)
-        written = 0
+        changed = []
         for node in self.nodes.values():
             path = node.fingerprint_file(root)
             try:
@@ -240,8 +242,12 @@ class Plan:
             tmp = path.with_suffix(f".tmp{os.getpid()}")
             tmp.write_text(node.fingerprint)
             os.replace(tmp, path)
-            written += 1
-        return written
+            changed.append(node)
+        if changed:
+            from pipeline.runner import adopt_pulled  # the store's business: imported only when needed
+
+            adopt_pulled(changed, root)
+        return len(changed)
 
 
 def build(params_path: Path | str, recipes: dict[str, tuple[str, ...]], only: list[str] | None = None) -> Plan:

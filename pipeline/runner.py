@@ -242,6 +242,32 @@ def build(node: NodeRecord, store: Store, planned: bool = True) -> int:
     return 0
 
 
+def adopt_pulled(nodes: list, root: Path | None = None) -> int:
+    """Adopt into the store every workspace copy (under ``root``, default artifacts/; e.g. from
+    ``dvc pull``) that holds its node's fingerprint, verifies, and is not stored yet; returns how many.
+
+    The fingerprint pass of both engines calls this for the nodes whose fingerprint file it
+    wrote, because neither engine's job would see the copy: Snakemake deletes a job's meta.json
+    before the job runs, and DVC runs no job for a stage its lock says is current.
+    """
+    store, adopted = Store(), 0
+    for node in nodes:
+        fp, ws = node.fingerprint, node.workspace(root)
+        if (read_meta(ws) or {}).get("fingerprint") != fp or store.get(fp):
+            continue
+        try:
+            store.require_writable()
+            if not store.adopt(fp, ws):
+                continue
+        except OSError:  # an unreachable or read-only store: the node's job says so, naming it
+            break
+        log_build(node, "adopted", planned=True)
+        adopted += 1
+    if adopted:
+        say(f"{adopted} verified workspace copies (e.g. from dvc pull) adopted into the store, no compute")
+    return adopted
+
+
 def main(recipes: dict[str, tuple[str, ...]], argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m stages",

@@ -74,6 +74,16 @@ def _remove_tree(path: Path) -> None:
         shutil.rmtree(path)
 
 
+def _link_or_copy(src: Path, dest: Path) -> None:
+    """A hard link (no second copy on disk) where the filesystem allows one, else a copy
+    (copy2 keeps the mtime, as a link does)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
+
+
 class StoreUnreachable(OSError):
     """The store directory cannot be created or written (e.g. a shared mount is missing)."""
 
@@ -197,14 +207,17 @@ class Store:
         return dest
 
     def adopt(self, fp: str, directory: Path) -> Path | None:
-        """Publish a workspace copy (e.g. from ``dvc pull``) whose meta and file hashes check out."""
+        """Publish a workspace copy (e.g. from ``dvc pull``) whose meta and file hashes check out.
+
+        Its files are hard-linked where possible (then made read-only, as every entry is): a
+        pulled artifact, its DVC cache object and the store entry stay one copy on disk.
+        """
         meta = read_meta(directory)
         if meta is None or meta.get("fingerprint") != fp or self._check(directory, fp, full=True):
             return None
         tmp = self.new_tmp(fp)
         for rel in payload_files(directory):
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(directory / rel, tmp / rel)
+            _link_or_copy(directory / rel, tmp / rel)
         return self.publish(tmp, fp, {k: v for k, v in meta.items() if k not in ("fingerprint", "files")})
 
     def materialize(self, fp: str, dest: Path) -> None:
@@ -218,11 +231,7 @@ class Store:
         tmp = dest.parent / f".{dest.name}.tmp{os.getpid()}"
         _remove_tree(tmp)
         for rel in [*payload_files(src), Path(META)]:
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(src / rel, tmp / rel)
-            except OSError:
-                shutil.copy2(src / rel, tmp / rel)
+            _link_or_copy(src / rel, tmp / rel)
         old = dest.parent / f".{dest.name}.old{os.getpid()}"
         if dest.exists() or dest.is_symlink():
             os.rename(dest, old)

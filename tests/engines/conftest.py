@@ -61,10 +61,15 @@ class Project:
         out = self.run(sys.executable, "-m", "ablate", "status", "--json").stdout
         return {r["node"]: r["state"] for r in json.loads(out)}
 
+    def commit(self, message: str = "snapshot") -> None:
+        self.run("git", "add", "-A")
+        self.run("git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", message)
+
 
 def make_project(path: Path, store: Path | None = None) -> Project:
+    """A fresh project with the repository's own committed git, DVC and dvcignore settings."""
     path.mkdir(parents=True)
-    for name in ("Snakefile", "ablate.py"):
+    for name in ("Snakefile", "ablate.py", ".gitignore", ".dvcignore"):
         shutil.copy2(ROOT / name, path / name)
     for name in ("workflow", "profiles", "pipeline"):
         shutil.copytree(ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -73,8 +78,16 @@ def make_project(path: Path, store: Path | None = None) -> Project:
     project = Project(path, store)
     project.run("git", "init", "-q")
     project.run("dvc", "init", "-q")
+    shutil.copy2(ROOT / ".dvc" / "config", path / ".dvc" / "config")  # the committed cache link type
     project.run(sys.executable, "-m", "ablate", "dvc-yaml", "--write")
     return project
+
+
+def clone(origin: Project, path: Path, store: Path | None = None) -> Project:
+    """``git clone`` of ``origin`` after committing it (artifacts/ stays out: it is git-ignored)."""
+    origin.commit()
+    origin.run("git", "clone", "-q", str(origin.path), str(path))
+    return Project(path, store)
 
 
 @pytest.fixture
