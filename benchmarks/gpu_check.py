@@ -357,13 +357,15 @@ def run_part(part: Part, args, timeout: float, work: Path, budget_cut: bool) -> 
     cmd = [sys.executable, __file__, "--child", part.name, "--rows", str(rows_file), "--work", str(work)]
     cmd += ["--device", args.device, "--steps", str(args.steps)] + (["--quick"] if args.quick else [])
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # the child's stdout (library warnings, progress bars) joins its stderr: only the table goes to ours
+    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, **pipes)
     try:
-        _, err = proc.communicate(timeout=timeout)
+        err, _ = proc.communicate(timeout=timeout)
         missing = f"FAILED: exit code {proc.returncode}"
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # the child's own process group: it and any compiler it started
-        _, err = proc.communicate()
+        err, _ = proc.communicate()
         missing = (
             f"SKIPPED (budget): stopped after {timeout:.1f} s"
             if budget_cut
@@ -459,7 +461,11 @@ def main(argv: list[str] | None = None) -> int:
         "attention, keops: one fwd+bwd step of the attention kernel alone at ska_bench's paper shape; "
         "peak = memory growth over the timed steps. "
         f"train: the paper config's first cell of each study, {args.steps} steps, steps/s after the first "
-        f"steps, peak = {peak}; data cut to a few batches.\n\n" + table(rows) + "\n"
+        f"steps, peak = {peak}; data cut to a few batches."
+        + (" Every shape is a toy one (--quick)." if args.quick else "")
+        + "\n\n"
+        + table(rows)
+        + "\n"
     )
     print(text)
     out.parent.mkdir(parents=True, exist_ok=True)
