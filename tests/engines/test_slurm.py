@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.engines, pytest.mark.slurm]
+pytestmark = pytest.mark.engines
 
 TOOLS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "sinfo")
 CONF = Path("/etc/slurm/slurm.conf")
@@ -188,6 +188,7 @@ def _job_steps_since(since: int) -> list[int]:
     return sorted(steps)
 
 
+@pytest.mark.slurm
 def test_snakemake_on_slurm_builds_every_node_once_in_slurm_jobs(slurm, project):
     """The profile's jobs run on the cluster (one completed SLURM job per node), each finds the
     project's python through the PATH that sbatch exports, and grid slugs with commas reach their job."""
@@ -216,3 +217,19 @@ def test_snakemake_on_slurm_builds_every_node_once_in_slurm_jobs(slurm, project)
         for line in _ask("scontrol", "show", "job", "-o").splitlines()
     ]
     assert [j["JobState"] for j in jobs] == ["COMPLETED"] * sum(ALL.values()), jobs
+
+
+def test_a_cluster_jobs_snakemake_builds_the_grid_cell_whose_slug_holds_a_comma(project):
+    """What every cluster executor runs on the node, without a cluster: Snakemake hands the job over as
+    --target-jobs with the slug quoted, cuts it at the comma anyway, and common.smk mends it."""
+    project.snakemake("artifacts/toy/gen/seed=1/meta.json")
+    project.run(
+        "snakemake",
+        "--cores=1",
+        "--mode=remote",  # a job's own snakemake: not the main process
+        "--allowed-rules=stage",
+        "--target-jobs",
+        'stage:study=toy,stage=power,slug="seed=1,exponent=2"',  # as snakemake-interface-executor-plugins encodes it
+    )
+    assert [b["node"] for b in project.builds() if b["stage"] == "power"] == ["toy/power/seed=1,exponent=2"]
+    assert (project.path / "artifacts/toy/power/seed=1,exponent=2/meta.json").exists()
