@@ -1,10 +1,12 @@
-"""SLURM for real: the test starts a one-node cluster (munged, slurmctld and slurmd from Debian's
-slurm-wlm, `make slurm-setup`), builds the toy study with `snakemake --profile profiles/slurm`,
-and stops every daemon it started, also when the test fails.
+"""Snakemake's SLURM executor on this project, for real.
 
-It needs root (slurmd runs jobs as their user) and writes /etc/slurm/slurm.conf: the SLURM
-executor drops SLURM_CONF from the job steps, so only the default path reaches them. A
-slurm.conf that this test did not write is never touched (the test skips instead).
+The `slurm` test starts a one-node cluster (munged, slurmctld and slurmd from Debian's slurm-wlm,
+`make slurm-setup`), builds the toy study with `snakemake --profile profiles/slurm`, and stops every
+daemon it started, also when the test fails or the suite gets SIGTERM. It needs root (slurmd runs
+jobs as their user) and writes /etc/slurm/slurm.conf: the SLURM executor drops SLURM_CONF from the
+job steps, so only the default path reaches them. A slurm.conf that this test did not write is
+never touched (the test skips instead). The other test needs no slurm: it runs what a cluster job
+runs, a job's own snakemake, on a grid cell whose slug holds a comma.
 """
 
 import json
@@ -47,9 +49,8 @@ def _free_port() -> int:
 
 def _slurm_conf(run: Path) -> str:
     host = socket.gethostname()
-    mem_mb = (
-        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20 * 4 // 5
-    )  # slurmd drains a node claiming more
+    memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    mem_mb = memory_mb * 4 // 5  # slurmd drains a node that claims more than it has
     return MARK + "\n".join(
         [
             "ClusterName=ablate-test",
