@@ -3,6 +3,7 @@
 # per-node fingerprint files whose content changed (they are the rules' tracked inputs,
 # so a comment edit triggers nothing and a real change triggers exactly its nodes).
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -41,8 +42,36 @@ def _hold_run_lock_and_clear_dead_runs_locks():
     return fd
 
 
+def _rejoin_quoted_target_jobs():
+    """A cluster job's snakemake gets its job as --target-jobs 'stage:study=toy,slug="seed=1,exponent=2"':
+    Snakemake quotes a wildcard value holding a comma but its parser (9.x) splits on every comma, so
+    a grid slug arrives cut ('seed=1', plus a stray 'exponent' wildcard) and the job fails to find its
+    node. The parsed targets are not reachable from the Snakefile (the DAG settings are attached after
+    parsing), so find them among live objects and mend their wildcards in place from the argument,
+    read honouring the quotes."""
+    import gc
+    import itertools
+
+    from snakemake_interface_executor_plugins.utils import TargetSpec
+
+    args = sys.argv[sys.argv.index("--target-jobs") + 1 :]
+    right = {}  # Snakemake's cut reading of each argument -> the right one
+    for arg in itertools.takewhile(lambda a: not a.startswith("--"), args):
+        rulename, _, wildcards = arg.partition(":")
+        pairs = re.findall(r'(?:^|,)([^=,]+)=("[^"]*"|[^,]*)', wildcards)
+        cut = {key: value.strip("'\"") for key, value in (e.split("=", 1) for e in wildcards.split(",") if "=" in e)}
+        right[(rulename, tuple(cut.items()))] = {key: value.strip('"') for key, value in pairs}
+    for spec in [o for o in gc.get_objects() if isinstance(o, TargetSpec)]:
+        mended = right.get((spec.rulename, tuple(spec.wildcards_dict.items())))
+        if mended is not None:
+            spec.wildcards_dict.clear()
+            spec.wildcards_dict.update(mended)
+
+
 if workflow.is_main_process:  # not in a job's own snakemake (a cluster job), which takes no lock
     _RUN_LOCK = _hold_run_lock_and_clear_dead_runs_locks()  # held until this process ends
+elif "--target-jobs" in sys.argv:
+    _rejoin_quoted_target_jobs()
 
 try:
     PLAN = _plan.build(f"{workflow.basedir}/params.yaml", RECIPES)
