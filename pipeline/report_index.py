@@ -164,6 +164,7 @@ def _headline(directory: Path, stem: str) -> Headline | None:
 
 
 def first_line(text: str, limit: int = 200) -> str:
+    """A failure's reason as one line of a page (a stage's error can span a traceback's worth)."""
     line = text.strip().splitlines()[0] if text.strip() else ""
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
