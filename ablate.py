@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import dvcgen, paths, project, record, runner, status, sweep
+from pipeline import dvcgen, paths, project, record, report_index, runner, status, sweep
 from pipeline import plan as plan_mod
 from pipeline.params import ParamsError, did_you_mean
 from pipeline.store import Store, read_meta
@@ -198,6 +198,32 @@ def cmd_gc(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    """Write artifacts/reports/index.md over every study and print its summary (of STUDY only,
+    if named). With nothing built yet there is no page to write: exit 1, so a script that goes
+    on to read or mail the page (`ablate report && …`) stops instead of sending nothing."""
+    known = study_names(Path(args.params))
+    for name in args.studies:
+        if name not in known:
+            raise UsageError(f"unknown study {name!r}{did_you_mean(name, known)}; defined: {', '.join(known)}")
+    plan, store, artifacts = _plan(argparse.Namespace(params=args.params, study=None)), Store(), paths.artifacts_root()
+    states = status.collect(plan, store)
+    if all(s.state == "pending" for s in states):
+        print(
+            f"nothing built yet in {artifacts}: no report to write. Build first with `snakemake --cores 2` "
+            "(or `make run`, which also sets up the venv; `dvc repro` works too), then run `ablate report` again."
+        )
+        return 1
+    reports = report_index.summarize(plan, states, store, artifacts)
+    index = artifacts / report_index.INDEX
+    params = Path(args.params).resolve()
+    shown_params = params.relative_to(project.root()) if params.is_relative_to(project.root()) else params
+    report_index.write_atomic(index, report_index.render_markdown(reports, str(shown_params)))
+    print(report_index.render_text([r for r in reports if not args.studies or r.name in args.studies]))
+    print(f"wrote {index}")
+    return 0
+
+
 def cmd_sweep(args) -> int:
     plan = _plan(args)
     study = plan.studies[args.study]
@@ -325,6 +351,16 @@ def parser() -> argparse.ArgumentParser:
     add("fingerprints", cmd_fingerprints, "Rewrite the per-node fingerprint files that changed (dvc.yaml runs this).")
     sp = add("dvc-yaml", cmd_dvc_yaml, "Print dvc.yaml as generated from the studies' structure.")
     sp.add_argument("--write", action="store_true", help="write it to dvc.yaml")
+    sp = add(
+        "report",
+        cmd_report,
+        "Write artifacts/reports/index.md, the page to read after a sweep: per study the nodes done, "
+        "pending, stale, failed, oom and killed, the job time spent and an estimate of the job time left "
+        "(pending nodes × the mean recorded wall time of their stage), the headline table's top rows, and "
+        "links to every table and plot; a study whose tables predate its plan is marked stale/partial with "
+        "the cells missing. Prints the same summary. Exit 1 when nothing is built yet.",
+    )
+    sp.add_argument("studies", nargs="*", metavar="STUDY", help="print only these studies (the page covers all)")
     sp = add("sweep", cmd_sweep, "Write a W&B grid sweep config (sweeps/<study>.yaml) over a study's axes.")
     sp.add_argument("study")
     sp.add_argument("--metric", help="metric to optimise (default: <last stage>/<report_metric>)")
