@@ -298,3 +298,14 @@ def test_the_device_setting_is_not_in_fingerprints(toy):
     assert again.returncode == 0 and "toy/gen/seed=0: up to date" in again.stderr
     log = (toy / "artifacts" / ".logs" / "builds.jsonl").read_text().splitlines()
     assert [json.loads(line)["action"] for line in log] == ["computed", "up_to_date"]
+
+
+def test_snakemake_refuses_an_unknown_device_when_it_parses_the_workflow(tmp_path):
+    from tests.engines.conftest import make_project
+
+    project = make_project(tmp_path / "project")
+    project.env["ABLATE_DEVICE"] = "tpu"
+    proc = project.snakemake(check=False)
+    assert proc.returncode != 0
+    assert "ABLATE_DEVICE='tpu' is not one of auto, cpu, cuda" in proc.stderr + proc.stdout
+    assert not (project.path / "artifacts" / ".fingerprints").exists()  # refused before writing them: no job ran
