@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import dvcgen, paths, project, record, report_index, runner, status, sweep
+from pipeline import device, dvcgen, paths, project, record, report_index, runner, status, sweep
 from pipeline import plan as plan_mod
 from pipeline.params import ParamsError, did_you_mean
 from pipeline.store import Store, read_meta
@@ -422,6 +422,11 @@ def run(argv: list[str]) -> int:
     args.params = args.params or str(root / "params.yaml")
     if not Path(args.params).is_file():
         print(f"ablate: error: --params {args.params}: no such file", file=sys.stderr)
+        return 2
+    try:
+        device.requested()  # a typo in ABLATE_DEVICE fails every command up front, not a build's jobs
+    except ValueError as e:
+        print(f"ablate: error: {e}", file=sys.stderr)
         return 2
     try:
         return args.func(args)

@@ -12,6 +12,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from pipeline import device as device_mod
 from pipeline.spec import Context, Params, Upstream
 
 OOM_EXIT = 3
@@ -21,23 +22,23 @@ def _is_oom(error: BaseException) -> bool:
     return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
 
 
-def _environment() -> tuple[str, dict[str, str], dict[str, float]]:
-    """Device, versions of the heavy libraries actually used, CUDA peak memory."""
-    versions, extra, device = {}, {}, "cpu"
+def _environment() -> tuple[dict[str, str], dict[str, float]]:
+    """Versions of the heavy libraries actually used, CUDA peak memory."""
+    versions, extra = {}, {}
     for name in ("torch", "triton", "pykeops", "tokenizers", "datasets", "numpy"):
         module = sys.modules.get(name)
         if module is not None and hasattr(module, "__version__"):
             versions[name] = str(module.__version__)
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-        device = torch.cuda.get_device_name()
         extra["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    return device, versions, extra
+    return versions, extra
 
 
 def main(job_path: str) -> int:
     job = json.loads(Path(job_path).read_text())
     module = importlib.import_module(job["module"])
+    device = device_mod.resolve()
     ctx = Context(
         params=Params(job["params"], module.SPEC.name),
         out=Path(job["out"]),
@@ -46,6 +47,7 @@ def main(job_path: str) -> int:
         threads=job["threads"],
         cells=job["cells"],
         base=job["base"],
+        device=device,
     )
     result_path = Path(job["result"])
     try:
@@ -54,8 +56,9 @@ def main(job_path: str) -> int:
         traceback.print_exc()
         result_path.write_text(json.dumps({"error": f"{type(error).__name__}: {error}"[:2000]}))
         return OOM_EXIT if _is_oom(error) else 1
-    device, versions, extra = _environment()
-    result_path.write_text(json.dumps({"metrics": {**metrics, **extra}, "device": device, "versions": versions}))
+    versions, extra = _environment()
+    described = device_mod.describe(device)
+    result_path.write_text(json.dumps({"metrics": {**metrics, **extra}, "device": described, "versions": versions}))
     return 0
 
 

@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pipeline import device
+
 POLL_S = 0.5  # how often a waiting job retries the locks (and re-reads free memory)
 QUERY = ["nvidia-smi", "--query-gpu=index,uuid,memory.free", "--format=csv,noheader,nounits"]
 ID = re.compile(r"^\d+$")
@@ -89,7 +91,7 @@ def query() -> list[tuple[str, str, float]]:
 
 def visible() -> list[str]:
     """The devices GPU jobs may be pinned to (see the module docstring for the order of sources)."""
-    if os.environ.get("ABLATE_DEVICE", "").strip().lower() == "cpu":
+    if device.requested() == "cpu":
         return []
     if os.environ.get("ABLATE_GPUS", "").strip():
         return parse_ids(os.environ["ABLATE_GPUS"])

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline import gpus, paths, project, record
+from pipeline import device, gpus, paths, project, record
 from pipeline.child import OOM_EXIT
 from pipeline.record import NodeRecord
 from pipeline.store import Store, StoreUnreachable, _remove_tree, read_meta
@@ -194,11 +194,20 @@ def build(node: NodeRecord, store: Store, planned: bool = True) -> int:
         log_build(node, action, planned=planned, **extra)
 
     fp, ws = node.fingerprint, node.workspace()
+    try:
+        device.requested()
+    except ValueError as e:
+        say(f"{node.label}: error: {e}")
+        return 2
     in_workspace = (read_meta(ws) or {}).get("fingerprint") == fp
     if in_workspace and store.get(fp):
         say(f"{node.label}: up to date")
         log("up_to_date")
         return 0
+    problem = device.unavailable()  # before the lock and the temp dir: nothing is computed or recorded
+    if problem:
+        say(f"{node.label}: error: {problem}")
+        return 2
 
     def refuse() -> int:
         say(

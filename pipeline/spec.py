@@ -87,7 +87,8 @@ class Upstream:
 
 @dataclass(frozen=True)
 class Context:
-    """What ``run(ctx)`` gets: projected params, an empty output dir, upstream artifacts."""
+    """What ``run(ctx)`` gets: projected params, an empty output dir, upstream artifacts, and the
+    device to compute on (a stage that builds a model moves it and its batches there)."""
 
     params: Params
     out: Path
@@ -96,6 +97,7 @@ class Context:
     threads: int = 1
     cells: dict[str, dict[str, Any]] = field(default_factory=dict)  # gathering stages: cell → {named, params}
     base: dict[str, Any] = field(default_factory=dict)  # gathering stages: base value of each varying key
+    device: str = "cpu"  # torch device of models and batches (pipeline.device; never a param)
 
     def input(self, stage: str) -> Path:
         """Directory of the single upstream node of ``stage``."""

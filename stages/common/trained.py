@@ -2,8 +2,9 @@
 
 Every train stage writes ``model.pt`` (the weights), ``config.json`` (what rebuilds the
 model) and ``history.json`` (per-step records; the reports draw training curves from it).
-Every evaluate stage rebuilds the model from the first two. Weights load onto the CPU, so
-an artifact trained on one machine evaluates on any other that shares the store.
+Every evaluate stage rebuilds the model from the first two. Weights are saved from and load
+onto the CPU, so an artifact trained on one machine (a GPU) evaluates on any other that
+shares the store; the stage then moves the model to ``ctx.device``.
 """
 
 from __future__ import annotations
@@ -13,10 +14,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def cpu_state(model):
+    """The model's state dict with every tensor on the CPU (its version metadata kept), so the
+    saved weights load anywhere whatever device trained them."""
+    state = model.state_dict()
+    moved = type(state)((k, v.cpu()) for k, v in state.items())
+    moved._metadata = getattr(state, "_metadata", None)
+    return moved
+
+
 def save_trained(out: Path, model, config: dict, history: list[dict]) -> None:
     import torch
 
-    torch.save(model.state_dict(), out / "model.pt")
+    torch.save(cpu_state(model), out / "model.pt")
     (out / "config.json").write_text(json.dumps(config, indent=1))
     (out / "history.json").write_text(json.dumps(history))
 

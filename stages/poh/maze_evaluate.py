@@ -26,5 +26,6 @@ def run(ctx: Context) -> dict:
         return build_maze_model(replace(MazeConfig(**size), n=int(test["n"])), cfg["kind"])
 
     model, _ = load_trained(ctx.input("train"), build)
+    model.to(ctx.device)
     metrics = evaluate_maze(model, test) | random_rollout_floor(test, seed=0)
     return {f"test_{k}": v for k, v in metrics.items()}

@@ -60,6 +60,6 @@ def run(ctx: Context) -> dict:
         "model": model_config(ctx),
         "train": {k: p[k] for k in TRAIN_KEYS if k != "train_seed"} | {"seed": p["train_seed"]},
     }
-    model, history, metrics = run_maze_cell(cfg, load_split(ctx, "train"), load_split(ctx, "val"))
+    model, history, metrics = run_maze_cell(cfg, load_split(ctx, "train"), load_split(ctx, "val"), device=ctx.device)
     save_trained(ctx.out, model, cfg["model"], history["train"])
     return metrics | {"size": p["size"]}

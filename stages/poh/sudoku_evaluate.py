@@ -25,6 +25,7 @@ def run(ctx: Context) -> dict:
 
     torch.set_num_threads(ctx.threads)
     model, _ = load_trained(ctx.input("train"), build_sudoku_model)
+    model.to(ctx.device)
     test = load_split(ctx, "test")
     metrics = evaluate_sudoku(model, test)
     floors = {"chance": 1 / 9, "candidate_uniform": candidate_uniform_acc(test["puzzles"], test["solutions"])}

@@ -77,7 +77,7 @@ def run(ctx: Context) -> dict:
     p = ctx.params
     train = {k: p[k] for k in TRAIN_KEYS if k != "train_seed"} | {"seed": p["train_seed"]}
     cfg = {"model": model_config(p), "train": train}
-    model, history, metrics = run_sudoku_cell(cfg, load_split(ctx, "train"), load_split(ctx, "val"))
+    model, history, metrics = run_sudoku_cell(cfg, load_split(ctx, "train"), load_split(ctx, "val"), device=ctx.device)
     save_trained(ctx.out, model, cfg["model"], history["train"])
     (ctx.out / "val_history.json").write_text(json.dumps(history["eval"]))
     return metrics | {"note": cell_note(p)}

@@ -48,7 +48,7 @@ def run(ctx: Context) -> dict:
     torch.set_num_threads(ctx.threads)
     p = ctx.params
     if p["device"] == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda requested but no CUDA device is available (use device: cpu)")
+        raise RuntimeError("bench param device: cuda but torch sees no CUDA device (use device: cpu)")
     common = dict(
         B=p["batch_size"],
         L=p["seq_len"],

@@ -30,15 +30,16 @@ def run(ctx: Context) -> dict:
     torch.set_num_threads(ctx.threads)
     p, n = ctx.params, ctx.params["n_fid_samples"]
     model, _ = load_trained(ctx.input("train"), build_model)
+    model.to(ctx.device)
     test = load_split(ctx.input("images"), "test")[0]
     if len(test) < 2 * n:
         raise ValueError(f"n_fid_samples={n} needs n_test >= {2 * n} (the FID floor compares two halves)")
     metrics = eps_mse(model, test, seed=p["eval_seed"])
     metrics |= ska_usage(model, "eps_mse", lambda: eps_mse(model, test, seed=p["eval_seed"])["eps_mse"])
     net = FeatureNet()
-    net.load_state_dict(torch.load(ctx.input("fid_features") / "feature_net.pt", weights_only=True))
-    net.eval()
-    samples = to_uint8(ddim_sample(model, n, steps=p["ddim_steps"], seed=p["eval_seed"]))
+    net.load_state_dict(torch.load(ctx.input("fid_features") / "feature_net.pt", map_location="cpu", weights_only=True))
+    net.to(ctx.device).eval()
+    samples = to_uint8(ddim_sample(model, n, steps=p["ddim_steps"], seed=p["eval_seed"])).cpu()
     torch.save(samples[:64], ctx.out / "samples.pt")
     metrics["fid_in_pipeline_net"] = fid(net, test[:n], samples)
     metrics["fid_real_vs_real"] = real_vs_real_fid(net, test, n)

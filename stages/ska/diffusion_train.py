@@ -60,7 +60,7 @@ def run(ctx: Context) -> dict:
     p = ctx.params
     config = {k: p[k] for k in MODEL_KEYS}
     torch.manual_seed(p["train_seed"])
-    model = build_model(config)
+    model = build_model(config).to(ctx.device)
     images = ctx.input("images")
     result = train_diffusion(
         model,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pipeline.spec import Context, StageSpec
 from stages.common.images import load_split
+from stages.common.trained import cpu_state
 
 SPEC = StageSpec(
     name="fid_features", reads=("fid_steps", "fid_seed"), needs=("images",), code=("studies.ska.fid",), gpus=1
@@ -22,9 +23,9 @@ def run(ctx: Context) -> dict:
 
     torch.set_num_threads(ctx.threads)
     x, y = load_split(ctx.input("images"), "train")
-    net = train_feature_net(x, y, steps=ctx.params["fid_steps"], seed=ctx.params["fid_seed"])
-    torch.save(net.state_dict(), ctx.out / "feature_net.pt")
+    net = train_feature_net(x, y, steps=ctx.params["fid_steps"], seed=ctx.params["fid_seed"], device=ctx.device)
+    torch.save(cpu_state(net), ctx.out / "feature_net.pt")
     x_val, y_val = load_split(ctx.input("images"), "val")
     with torch.no_grad():
-        acc = (net(x_val).argmax(-1) == y_val).float().mean().item()
+        acc = (net(x_val.to(ctx.device)).argmax(-1).cpu() == y_val).float().mean().item()
     return {"feature_net_val_top1": acc}

@@ -31,6 +31,7 @@ def run(ctx: Context) -> dict:
 
     torch.set_num_threads(ctx.threads)
     model, config = load_trained(ctx.input("train"), lambda config: build_model(ctx, config)[0])
+    model.to(ctx.device)
     data = lm_data(ctx, "test", config["seq_len"], config["attention"] == "ska")
     test = evaluate_lm(model, data, ctx.params["eval_batch_size"])
     metrics = {f"test_{k}": test[k] for k in ("loss", "perplexity", "n_tokens")}

@@ -135,6 +135,7 @@ def run(ctx: Context) -> dict:
     p = ctx.params
     torch.manual_seed(p["train_seed"])  # initial weights
     model, config = build_model(ctx)
+    model.to(ctx.device)
     memory_guard(ctx, config["vocab_size"])
     ska = p["attention"] == "ska"
     cfg = loop_config(

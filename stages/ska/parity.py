@@ -1,7 +1,8 @@
 """parity: one SKA backend/precision against the python fp32 reference (outputs, gradients).
 
-Without a GPU, triton runs through its interpreter: TRITON_INTERPRET=1 is set here before
-triton is first imported (it reads the variable only then).
+It runs on ``ctx.device`` (ABLATE_DEVICE) and reports which as its ``device`` metric. On the
+CPU, triton runs through its interpreter: TRITON_INTERPRET=1 is set here before triton is
+first imported (it reads the variable only then).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ SPEC = StageSpec(
 def run(ctx: Context) -> dict:
     import torch
 
-    cuda = torch.cuda.is_available()
+    cuda = ctx.device.startswith("cuda")
     if not cuda:
         os.environ.setdefault("TRITON_INTERPRET", "1")
     from studies.ska.parity import compare

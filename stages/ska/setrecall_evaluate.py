@@ -34,6 +34,7 @@ def run(ctx: Context) -> dict:
     p = ctx.params
     cfg = SetRecallConfig(**json.loads((ctx.input("data") / "config.json").read_text()))
     model, config = load_trained(ctx.input("train"), lambda c: CausalLM(LMConfig(**c)))
+    model.to(ctx.device)
     metrics: dict[str, float] = {}
     for split in ("val", "test"):
         tokens, data = split_data(ctx, split, config, p["hash_seed"])

@@ -54,7 +54,7 @@ def run(ctx: Context) -> dict:
     config = {k: p[k] for k in KEYS} | {"vocab_size": data_cfg["n_atoms"]}
     config["seq_len"] = data_cfg["set_size"] * (data_cfg["n_memory"] + 2 * data_cfg["n_queries"]) - 1
     torch.manual_seed(p["train_seed"])  # initial weights
-    model = CausalLM(LMConfig(**config))
+    model = CausalLM(LMConfig(**config)).to(ctx.device)
     cfg = loop_config(
         steps=p["steps"],
         warmup_steps=p["warmup_steps"],

@@ -32,6 +32,7 @@ def run(ctx: Context) -> dict:
     torch.set_num_threads(ctx.threads)
     p = ctx.params
     model, config = load_trained(ctx.input("train"), build_model)
+    model.to(ctx.device)
     test = token_sequences(ctx, "test", config["seq_len"])
     metrics = eps_mse(model, test, seed=p["eval_seed"])
     seqs_per_s = metrics.pop("imgs_per_s")  # denoiser calls per second

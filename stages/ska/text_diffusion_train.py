@@ -77,7 +77,7 @@ def run(ctx: Context) -> dict:
     config = {k: p[k] for k in MODEL_KEYS}
     config["vocab_size"] = vocab_size(load_tokenizer(ctx.input("tokenize") / "tokenizer.json"))
     torch.manual_seed(p["train_seed"])
-    model = build_model(config)
+    model = build_model(config).to(ctx.device)
     data = token_sequences(ctx, "train", p["seq_len"])
     val = token_sequences(ctx, "val", p["seq_len"], p["val_seqs"])
     cfg = loop_config(

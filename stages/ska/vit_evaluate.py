@@ -26,6 +26,7 @@ def run(ctx: Context) -> dict:
 
     torch.set_num_threads(ctx.threads)
     model, _ = load_trained(ctx.input("train"), build_model)
+    model.to(ctx.device)
     x, y = load_split(ctx.input("images"), "test")
     top1 = lambda: evaluate_classifier(model, x, y, ctx.params["eval_batch_size"])["top1"]  # noqa: E731
     metrics = evaluate_classifier(model, x, y, ctx.params["eval_batch_size"])

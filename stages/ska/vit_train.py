@@ -66,7 +66,7 @@ def run(ctx: Context) -> dict:
     p = ctx.params
     config = {k: p[k] for k in MODEL_KEYS}
     torch.manual_seed(p["train_seed"])  # initial weights
-    model = build_model(config)
+    model = build_model(config).to(ctx.device)
     x, y = load_split(ctx.input("images"), "train")
     result = train_classifier(
         model,

@@ -160,8 +160,8 @@ def greedy_rollout(scores: Tensor, walls: Tensor, start: Tensor, goal: Tensor, n
     b = torch.arange(B, device=scores.device)
     cur, goal = start.long().clone(), goal.long()
     visited = torch.nn.functional.one_hot(cur, N).bool()
-    length, done = torch.ones(B, dtype=torch.long), cur == goal
-    trail = torch.full((B, max_moves + 1), -1, dtype=torch.long)
+    length, done = torch.ones(B, dtype=torch.long, device=cur.device), cur == goal
+    trail = torch.full((B, max_moves + 1), -1, dtype=torch.long, device=cur.device)
     trail[:, 0] = cur
     for t in range(max_moves):
         if bool(done.all()):
@@ -202,8 +202,9 @@ def evaluate_maze(model: nn.Module, data: dict, batch_size: int = 64, task: Maze
     """Greedy roll-out metrics (acc, opt, exact_opt, len_ratio, n), the teacher-forced
     ``junction_acc`` and its uniform-choice ``junction_chance``, and ``loss``, the masked,
     smoothed multi-horizon CE of ``task`` (batch means weighted by mazes) on ``data``. The
-    model reads walls, start and goal only; the BFS path is used for the loss and scoring."""
-    was = model.training
+    model reads walls, start and goal only; the BFS path is used for the loss and scoring. The
+    batches go to the model's device; the per-maze results come back to the CPU."""
+    device, was = next(model.parameters()).device, model.training
     model.eval()
     d = as_tensors(data)
     n, M = d["n"], len(d["start"])
@@ -211,12 +212,12 @@ def evaluate_maze(model: nn.Module, data: dict, batch_size: int = 64, task: Maze
     reached, length, losses, steps_ok = [], [], [], []
     for lo in range(0, M, batch_size):
         sl = slice(lo, lo + batch_size)
-        batch = {k: (v[sl] if torch.is_tensor(v) else v) for k, v in d.items()}
+        batch = {k: (v[sl].to(device) if torch.is_tensor(v) else v) for k, v in d.items()}
         out = model(batch["walls"], batch["start"], batch["goal"])
         r, ln, _ = greedy_rollout(out.logits[:, :, 0], batch["walls"], batch["start"], batch["goal"], n)
-        reached.append(r)
-        length.append(ln)
-        steps_ok.append(junction_hits(out.logits[:, :, 0], batch))
+        reached.append(r.cpu())
+        length.append(ln.cpu())
+        steps_ok.append(tuple(t.cpu() for t in junction_hits(out.logits[:, :, 0], batch)))
         losses.append(horizon_ce(out.logits, batch, task).item() * len(batch["start"]))
     model.train(was)
     metrics = maze_metrics(torch.cat(reached), torch.cat(length), d["path_len"])
@@ -245,8 +246,8 @@ def random_rollout_floor(data: dict, seed: int = 0, draws: int = 8) -> dict:
     return {"random_acc": sum(acc) / draws, "random_opt": sum(opt) / draws}
 
 
-def run_maze_cell(cfg: dict, train_data: dict, val_data: dict, progress: bool = True):
-    """Train one cell → (model with the kept state, history, metrics).
+def run_maze_cell(cfg: dict, train_data: dict, val_data: dict, progress: bool = True, device="cpu"):
+    """Train one cell on ``device`` → (model with the kept state, history, metrics).
 
     ``cfg = {"model": {"kind": "baseline" | "poh", **MazeConfig fields (n from the data)},
     "train": {**LoopConfig fields, **MazeTaskConfig fields}}``, plain values only; the seed
@@ -260,12 +261,12 @@ def run_maze_cell(cfg: dict, train_data: dict, val_data: dict, progress: bool = 
     kind = model_kw.pop("kind")
     mcfg = replace(MazeConfig(**model_kw), n=int(train_data["n"]))
     torch.manual_seed(loop.seed)
-    model = build_maze_model(mcfg, kind)
+    model = build_maze_model(mcfg, kind).to(device)
     d = as_tensors(train_data)
     result = train(
         model,
         len(d["start"]),
-        lambda idx, rng: {k: (v[idx] if torch.is_tensor(v) else v) for k, v in d.items()},
+        lambda idx, rng: {k: (v[idx].to(device) if torch.is_tensor(v) else v) for k, v in d.items()},
         lambda m, b, step: maze_loss(m, b, step, loop.steps, task),
         loop,
         evaluate=lambda m: evaluate_maze(m, val_data, task.eval_batch_size, task),

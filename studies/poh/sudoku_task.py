@@ -91,15 +91,16 @@ def sudoku_loss(model: nn.Module, batch, step: int, steps: int, task: SudokuTask
 
 @torch.no_grad()
 def predict_sudoku(model: nn.Module, puzzles, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """(digits uint8 [N, 81], logits float32 [N, 81, C]); the model sees only the puzzles."""
-    was = model.training
+    """(digits uint8 [N, 81], logits float32 [N, 81, C]); the model sees only the puzzles (on
+    its device)."""
+    device, was = next(model.parameters()).device, model.training
     model.eval()
     preds, logits = [], []
     puzzles = torch.as_tensor(np.asarray(puzzles)).long()
     for lo in range(0, len(puzzles), batch_size):
-        out = model(puzzles[lo : lo + batch_size])
-        logits.append(out.logits.float())
-        preds.append(out.logits[..., 1:].argmax(-1) + 1)  # digits 1..9 only
+        out = model(puzzles[lo : lo + batch_size].to(device))
+        logits.append(out.logits.float().cpu())
+        preds.append((out.logits[..., 1:].argmax(-1) + 1).cpu())  # digits 1..9 only
     model.train(was)
     if not logits:
         return np.zeros((0, 81), np.uint8), np.zeros((0, 81, 10), np.float32)
@@ -151,8 +152,8 @@ def three_way_split(data: dict, n_val: int, n_test: int, seed: int) -> tuple[dic
     return train_, val, test
 
 
-def run_sudoku_cell(cfg: dict, train_data: dict, val_data: dict, progress: bool = True):
-    """Train one cell → (model with the kept state, history, metrics).
+def run_sudoku_cell(cfg: dict, train_data: dict, val_data: dict, progress: bool = True, device="cpu"):
+    """Train one cell on ``device`` → (model with the kept state, history, metrics).
 
     ``cfg = {"model": {"kind": ..., **HRMConfig or SudokuBaselineConfig fields},
     "train": {**LoopConfig fields, **SudokuTaskConfig fields}}``, plain values only. The
@@ -164,12 +165,12 @@ def run_sudoku_cell(cfg: dict, train_data: dict, val_data: dict, progress: bool 
     loop, task = LoopConfig(**loop_kw), SudokuTaskConfig(**task_kw)
     check_disjoint(train=train_data, val=val_data)
     torch.manual_seed(loop.seed)
-    model = build_sudoku_model(cfg["model"])
+    model = build_sudoku_model(cfg["model"]).to(device)
     puzzles, solutions = as_tensors(train_data)
     result = train(
         model,
         len(puzzles),
-        lambda idx, rng: make_batch(puzzles, solutions, idx, rng, task.augment),
+        lambda idx, rng: tuple(t.to(device) for t in make_batch(puzzles, solutions, idx, rng, task.augment)),
         lambda m, b, step: sudoku_loss(m, b, step, loop.steps, task),
         loop,
         evaluate=lambda m: evaluate_sudoku(m, val_data, task.eval_batch_size),

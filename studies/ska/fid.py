@@ -62,12 +62,12 @@ class FeatureNet(nn.Module):
 
 
 def train_feature_net(
-    x: Tensor, y: Tensor, steps: int, seed: int, batch_size: int = 64, lr: float = 2e-3
+    x: Tensor, y: Tensor, steps: int, seed: int, batch_size: int = 64, lr: float = 2e-3, device="cpu"
 ) -> FeatureNet:
     """A FeatureNet trained to classify (x, y) for ``steps`` AdamW steps (warm-up 5 %, no weight
-    decay, no clipping) with ``studies.train_loop``; the last state, returned in eval mode."""
+    decay, no clipping) with ``studies.train_loop`` on ``device``; the last state, in eval mode."""
     torch.manual_seed(seed)
-    net = FeatureNet(n_classes=int(y.max()) + 1, channels=x.shape[1])
+    net = FeatureNet(n_classes=int(y.max()) + 1, channels=x.shape[1]).to(device)
     cfg = loop_config(
         steps=steps, warmup_steps=max(1, steps // 20) if steps > 1 else 0, batch_size=batch_size, lr=lr,
         weight_decay=0.0, grad_clip=0.0, seed=seed,
@@ -75,7 +75,7 @@ def train_feature_net(
 
     def make_batch(idx, rng):
         idx = torch.from_numpy(idx)
-        return x[idx], y[idx]
+        return x[idx].to(device), y[idx].to(device)
 
     train(net, len(x), make_batch, lambda m, b, step: (F.cross_entropy(m(b[0]), b[1]), {}), cfg, progress=False)
     return net.eval()
@@ -91,10 +91,11 @@ def real_vs_real_fid(net: FeatureNet, real: Tensor, n: int, batch_size: int = 51
 
 @torch.no_grad()
 def features(net: FeatureNet, images: Tensor, batch_size: int = 512) -> Tensor:
-    """Penultimate features [N, 64] in float64."""
-    was_training = net.training
+    """Penultimate features [N, 64] in float64, on the CPU (the net runs on its own device)."""
+    device, was_training = next(net.parameters()).device, net.training
     net.eval()
-    out = [net.features(images[lo : lo + batch_size]).double() for lo in range(0, len(images), batch_size)]
+    batches = (images[lo : lo + batch_size].to(device) for lo in range(0, len(images), batch_size))
+    out = [net.features(b).double().cpu() for b in batches]
     net.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, FEATURE_DIM, dtype=torch.float64)
 

@@ -224,16 +224,17 @@ def lm_data(tokens: Tensor, window: int, stride: int, minhash_k: int, hash_seed:
 @torch.no_grad()
 def evaluate_recall(model, cfg: SetRecallConfig, tokens: Tensor, data, batch_size: int) -> dict[str, float]:
     """loss (mean NLL over every position), copy_nll, recall_nll, recall_acc of ``model`` on the
-    sequences ``tokens`` (``data`` = their ``lm_data``)."""
-    was_training = model.training
+    sequences ``tokens`` (``data`` = their ``lm_data``). The model runs on its device; the
+    scores are summed on the CPU, where ``tokens`` are."""
+    device, was_training = next(model.parameters()).device, model.training
     model.eval()
     sums: dict[str, float] = {}
     for lo in range(0, len(data), batch_size):
         idx = torch.arange(lo, min(lo + batch_size, len(data)))
-        x, y, bank = data.batch(idx)
-        log_probs = torch.log_softmax(model(x, bank).float(), -1)
+        x, y, bank = data.batch(idx, device)
+        log_probs = torch.log_softmax(model(x, bank).float(), -1).cpu()
         scores = recall_scores(cfg, tokens[idx], log_probs)
-        scores["nll"] = -log_probs.gather(-1, y[..., None]).sum()
+        scores["nll"] = -log_probs.gather(-1, y.cpu()[..., None]).sum()
         scores["n"] = torch.tensor(y.numel())
         sums = {k: sums.get(k, 0.0) + float(v) for k, v in scores.items()}
     model.train(was_training)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)
 
+from pipeline import device as _device  # noqa: E402
 from pipeline import paths as _paths  # noqa: E402
 from pipeline import plan as _plan  # noqa: E402
 from pipeline.params import ParamsError  # noqa: E402
@@ -77,6 +78,10 @@ try:
     PLAN = _plan.build(f"{workflow.basedir}/params.yaml", RECIPES)
 except ParamsError as _error:
     raise WorkflowError(f"params.yaml is invalid: {_error}") from None
+try:  # a typo in the device setting fails here, not in every job
+    _device.requested()
+except ValueError as _error:
+    raise WorkflowError(str(_error)) from None
 PLAN.write_fingerprint_files()
 if os.environ.get("ABLATE_CACHE_ONLY", "") not in ("", "0"):  # name every node the jobs will refuse, up front
     from pipeline import status as _status  # noqa: E402
@@ -136,7 +141,7 @@ def _check_gpu_settings():
         except _gpus.GpuError as error:
             raise WorkflowError(str(error)) from None
     granted = workflow.global_resources.get("gpu")  # a snakemake Resource (value None when not given)
-    if getattr(granted, "value", granted) == 0 and os.environ.get("ABLATE_DEVICE", "").strip().lower() == "cuda":
+    if getattr(granted, "value", granted) == 0 and _device.requested() == "cuda":
         needing = sorted({f"{n.study}/{n.stage}" for n in PLAN.nodes.values() if n.spec.gpus_for(n.params) > 0})
         if needing:
             raise WorkflowError(
