@@ -1,7 +1,8 @@
 """parity: one SKA backend/precision against the python fp32 reference (outputs, gradients).
 
-It runs on ``ctx.device`` (ABLATE_DEVICE) and reports which as its ``device`` metric. On the
-CPU, triton runs through its interpreter: TRITON_INTERPRET=1 is set here before triton is
+The device is a param (cpu | cuda), not ABLATE_DEVICE: what a backend computes on a GPU is
+the measurement, so a CPU result must never stand in for it in a shared store. On the CPU,
+triton runs through its interpreter: TRITON_INTERPRET=1 is set here before triton is
 first imported (it reads the variable only then).
 """
 
@@ -25,24 +26,31 @@ SPEC = StageSpec(
         "score_mode",
         "causal",
         "data_seed",
+        "device",
     ),
     code=("studies.ska.parity",),
-    choices={"backend": ("python", "keops", "triton"), "precision": ("fp32", "fp16", "bf16")},
+    choices={
+        "backend": ("python", "keops", "triton"),
+        "precision": ("fp32", "fp16", "bf16"),
+        "device": ("cpu", "cuda"),
+    },
     threads=2,
-    gpus=1,  # compares on the GPU whenever one is visible
+    gpus=lambda p: int(p["device"] == "cuda"),  # a CPU comparison holds no GPU slot
 )
 
 
 def run(ctx: Context) -> dict:
     import torch
 
-    cuda = ctx.device.startswith("cuda")
+    p = ctx.params
+    cuda = p["device"] == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise RuntimeError("parity param device: cuda but torch sees no CUDA device (use device: cpu)")
     if not cuda:
         os.environ.setdefault("TRITON_INTERPRET", "1")
     from studies.ska.parity import compare
 
     torch.set_num_threads(ctx.threads)
-    p = ctx.params
     result = compare(
         p["backend"],
         p["precision"],
@@ -55,8 +63,8 @@ def run(ctx: Context) -> dict:
         score_mode=p["score_mode"],
         causal=p["causal"],
         seed=p["data_seed"],
-        device="cuda" if cuda else "cpu",
+        device=p["device"],
     )
     if not result["finite"]:
         raise FloatingPointError(f"{p['backend']} {p['precision']}: non-finite output or gradient")
-    return {"backend": p["backend"], "precision": p["precision"], "device": "cuda" if cuda else "cpu", **result}
+    return {"backend": p["backend"], "precision": p["precision"], "device": p["device"], **result}
