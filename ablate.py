@@ -331,7 +331,7 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--params", default=argparse.SUPPRESS, help="params file (also accepted before COMMAND)")
         return sp
 
-    sp = add("status", cmd_status, "Show every cell × stage: done, pending, stale, failed, oom, running.")
+    sp = add("status", cmd_status, "Show every cell × stage: done, pending, stale, failed, oom, killed, running.")
     sp.add_argument("--study", help="only this study")
     sp.add_argument("--json", action="store_true", help="one record per node, for scripts")
     sp.add_argument("--cache-only", action="store_true", help=CACHE_ONLY_HELP)

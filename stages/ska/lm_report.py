@@ -1,4 +1,4 @@
-"""report: the study's tables (markdown + CSV) and plots, from every cell's metrics.
+"""report: the study's tables (markdown, CSV and LaTeX) and plots, from every cell's metrics.
 
 ``table`` has one row per cell; ``summary`` averages cells that differ only in the
 replicate key (the training seed), with sample s.d. (missing for n = 1) and n, and is what
