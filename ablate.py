@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import sys
+import textwrap
 from pathlib import Path
 
 import yaml
@@ -225,18 +226,31 @@ def cmd_report(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    """Write a W&B grid sweep over every cell of a study (grid and named), its metric named as
+    `ablate cell` logs it and its goal the study's report_goal; the YAML's header and the printed
+    lines say what it optimises and which cells it runs."""
+    from studies.report import better_of  # the direction the reports mark the best by, from a metric's name
+
     plan = _plan(args)
     study = plan.studies[args.study]
-    last = [name for name, (_, spec) in plan.stages[study.kind].items() if not spec.gather][-1]
-    metric = args.metric or f"{last}/{study.params.get('report_metric', 'loss')}"  # as `ablate cell` logs it
-    config = sweep.sweep_config(study, metric, args.goal)
+    metric, goal = sweep.target(plan, study, args.metric, args.goal, better_of)
+    config = sweep.sweep_config(study, metric, goal)
+    named = [c.name for c in study.cells if c.named]
+    stage, _, key = metric.partition("/")
+    source = "--goal" if args.goal else "report_goal" if "report_goal" in study.params else "the metric's name"
+    lines = [
+        f"W&B grid sweep over {args.study}: {len(study.cells)} runs, one per cell: "
+        f"{len(study.cells) - len(named)} grid cells and {len(named)} named"
+        + (":" if named else ""),
+        *textwrap.wrap(", ".join(named), 100, initial_indent="  ", subsequent_indent="  "),
+        f"metric: {metric}, the {key} `ablate cell` logs from the {stage} stage; goal: {goal} (from {source})",
+    ]
     out = Path(args.out or project.root() / "sweeps" / f"{args.study}.yaml")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        f"# W&B grid sweep over {args.study}. Run: wandb sweep {out.name}, then wandb agent <id>\n"
-        + yaml.safe_dump(config, sort_keys=False)
-    )
-    print(f"wrote {out} ({len(study.cells) - sum(c.named for c in study.cells)} grid cells)")
+    header = [*lines, f"Run: wandb sweep {out.name}, then wandb agent <sweep id>"]
+    out.write_text("".join(f"# {line}\n" for line in header) + yaml.safe_dump(config, sort_keys=False))
+    print("\n".join(lines))
+    print(f"wrote {out}")
     return 0
 
 
@@ -361,10 +375,19 @@ def parser() -> argparse.ArgumentParser:
         "the cells missing. Prints the same summary. Exit 1 when nothing is built yet.",
     )
     sp.add_argument("studies", nargs="*", metavar="STUDY", help="print only these studies (the page covers all)")
-    sp = add("sweep", cmd_sweep, "Write a W&B grid sweep config (sweeps/<study>.yaml) over a study's axes.")
+    sp = add(
+        "sweep",
+        cmd_sweep,
+        "Write a W&B grid sweep config (sweeps/<study>.yaml) with a run per cell of a study, grid and named.",
+    )
     sp.add_argument("study")
-    sp.add_argument("--metric", help="metric to optimise (default: <last stage>/<report_metric>)")
-    sp.add_argument("--goal", default="minimize", choices=("minimize", "maximize"))
+    sp.add_argument(
+        "--metric",
+        help="metric to optimise, STAGE/KEY as `ablate cell` logs it (default: <last cell stage>/<report_metric>)",
+    )
+    sp.add_argument(
+        "--goal", choices=("minimize", "maximize"), help="default: the study's report_goal, else by the metric's name"
+    )
     sp.add_argument("--out", help="output path (default: sweeps/<study>.yaml)")
     sp = add(
         "cell",
