@@ -240,8 +240,7 @@ def cmd_sweep(args) -> int:
     source = "--goal" if args.goal else "report_goal" if "report_goal" in study.params else "the metric's name"
     lines = [
         f"W&B grid sweep over {args.study}: {len(study.cells)} runs, one per cell: "
-        f"{len(study.cells) - len(named)} grid cells and {len(named)} named"
-        + (":" if named else ""),
+        f"{len(study.cells) - len(named)} grid cells and {len(named)} named" + (":" if named else ""),
         *textwrap.wrap(", ".join(named), 100, initial_indent="  ", subsequent_indent="  "),
         f"metric: {metric}, the {key} `ablate cell` logs from the {stage} stage; goal: {goal} (from {source})",
     ]
