@@ -274,7 +274,8 @@ def cmd_sweep(args) -> int:
     config = sweep.sweep_config(study, metric, goal)
     named = [c.name for c in study.cells if c.named]
     stage, _, key = metric.partition("/")
-    source = "--goal" if args.goal else "report_goal" if "report_goal" in study.params else "the metric's name"
+    declared = key == study.params.get("report_metric") and "report_goal" in study.params
+    source = "--goal" if args.goal else "report_goal" if declared else "the metric's name"
     lines = [
         f"W&B grid sweep over {args.study}: {len(study.cells)} runs, one per cell: "
         f"{len(study.cells) - len(named)} grid cells and {len(named)} named" + (":" if named else ""),

@@ -39,8 +39,9 @@ def cell_stages(plan: Plan, study: Study) -> list[str]:
 def target(
     plan: Plan, study: Study, metric: str | None, goal: str | None, goal_by_name: Callable[[str], str | None]
 ) -> tuple[str, str]:
-    """(metric, goal) of the sweep: ``metric``/``goal`` as given, else from the study's params.
-    ``goal_by_name`` gives min/max from a metric's name (the rule the reports mark the best by)."""
+    """(metric, goal) of the sweep: ``metric``/``goal`` as given, else from the study's params:
+    ``report_goal`` for the report metric, else ``goal_by_name``, min/max from a metric's name
+    (the rule the reports mark the best by)."""
     stages, where = cell_stages(plan, study), f"studies.{study.name}.params"
     if metric is None:
         key = study.params.get("report_metric")
@@ -59,10 +60,11 @@ def target(
                 "--metric", f"{metric!r}: expected STAGE/KEY as `ablate cell` logs it, STAGE one of {', '.join(stages)}"
             )
     if goal is None:
-        declared = study.params.get("report_goal")
-        direction = declared or goal_by_name(metric.partition("/")[2])
+        key = metric.partition("/")[2]
+        declared = study.params.get("report_goal") if key == study.params.get("report_metric") else None
+        direction = declared or goal_by_name(key)
         if direction not in GOALS:
-            raise ParamsError(f"{where}.report_goal", f"not set and {metric!r} names no direction; pass --goal")
+            raise ParamsError("--goal", f"needed: {metric!r} is not the report_metric and its name gives no direction")
         goal = GOALS[direction]
     return metric, goal
 

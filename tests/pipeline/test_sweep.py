@@ -52,12 +52,10 @@ def test_the_sdpa_baseline_is_a_run_of_the_lm_sweep(tmp_path):
     assert "sdpa" in write_sweep("ska_lm", tmp_path / "s.yaml")["parameters"]["cell"]["values"]
 
 
-@pytest.mark.parametrize("study", RANKED)
+@pytest.mark.parametrize("study", [s for s in RANKED if "report_goal" in STUDIES[s]["params"]])
 def test_goal_follows_the_studys_report_goal(tmp_path, study):
     config = write_sweep(study, tmp_path / f"{study}.yaml")
-    declared = STUDIES[study]["params"].get("report_goal")
-    expected = {"max": "maximize", "min": "minimize", None: "minimize"}[declared]  # None: ska_lm's perplexity
-    assert config["metric"]["goal"] == expected
+    assert config["metric"]["goal"] == {"max": "maximize", "min": "minimize"}[STUDIES[study]["params"]["report_goal"]]
     assert config["metric"]["name"].endswith("/" + STUDIES[study]["params"]["report_metric"])
 
 
@@ -74,6 +72,14 @@ def test_a_study_with_no_report_metric_is_refused_naming_why(tmp_path, capsys, s
     err = capsys.readouterr().err
     assert f"studies.{study}.params.report_metric: not set" in err and "--metric STAGE/KEY" in err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_report_goal_is_not_applied_to_another_metric(tmp_path, capsys):
+    """ska_setrecall maximises its recall accuracy; a sweep on its train loss minimises."""
+    config = write_sweep("ska_setrecall", tmp_path / "s.yaml", "--metric", "train/train_loss")
+    assert config["metric"] == {"name": "train/train_loss", "goal": "minimize"}
+    assert main(["sweep", "ska_bench", "--metric", "bench/steps_per_s", "--out", str(tmp_path / "b.yaml")]) == 2
+    assert "--goal: needed: 'bench/steps_per_s' is not the report_metric" in capsys.readouterr().err
 
 
 def test_a_given_metric_must_name_a_stage_the_cell_logs(tmp_path, capsys):
