@@ -280,7 +280,13 @@ def cmd_sweep(args) -> int:
         f"W&B grid sweep over {args.study}: {len(study.cells)} runs, one per cell: "
         f"{len(study.cells) - len(named)} grid cells and {len(named)} named" + (":" if named else ""),
         *textwrap.wrap(", ".join(named), 100, initial_indent="  ", subsequent_indent="  "),
-        f"metric: {metric}, the {key} `ablate cell` logs from the {stage} stage; goal: {goal} (from {source})",
+        f"metric: {metric}, "
+        + (
+            f"as given (the {stage} stage must log {key})"
+            if args.metric
+            else f"the {key} `ablate cell` logs from {stage}"
+        )
+        + f"; goal: {goal} (from {source})",
     ]
     out = Path(args.out or project.root() / "sweeps" / f"{args.study}.yaml")
     out.parent.mkdir(parents=True, exist_ok=True)
