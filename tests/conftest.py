@@ -17,3 +17,14 @@ if "TRITON_INTERPRET" not in os.environ:
 
     if not torch.cuda.is_available():
         os.environ["TRITON_INTERPRET"] = "1"
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def shrunk_store(tmp_path_factory) -> Path:
+    """One artifact store for every tiny build of the real studies in a session
+    (tests/common/test_recipes_build.py, tests/common/test_device.py): they plan the same
+    shrunk params, so the second build restores what the first computed instead of training again."""
+    return tmp_path_factory.mktemp("shrunk-store")

@@ -176,7 +176,7 @@ class ModuleDevices:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, shrunk_store):
     """The model studies, shrunk by ``SHRINK`` and built on the CPU into a temp dir (one
     process per study, as ``test_recipes_build`` does): the upstream artifacts of the checks."""
     root = tmp_path_factory.mktemp("device")
@@ -188,7 +188,7 @@ def built(tmp_path_factory):
     env = {
         **os.environ,
         "ABLATE_ARTIFACTS": str(root / "artifacts"),
-        "ABLATE_STORE": str(root / "store"),
+        "ABLATE_STORE": str(shrunk_store),  # shared with test_recipes_build: its nodes are restored
         "ABLATE_DEVICE": "cpu",
         "OMP_NUM_THREADS": "1",
         "PYTHONPATH": str(ROOT),

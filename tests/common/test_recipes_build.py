@@ -410,7 +410,7 @@ def _build(study: str, params: Path, env: dict) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def built(request, tmp_path_factory):
+def built(request, tmp_path_factory, shrunk_store):
     """Every study the session selected, built from the shrunk params into a temp dir, the
     studies ``WORKERS`` at a time (the most nodes first), each node's child on one thread."""
     selected = {
@@ -431,7 +431,7 @@ def built(request, tmp_path_factory):
     env = {
         **os.environ,
         "ABLATE_ARTIFACTS": str(root / "artifacts"),
-        "ABLATE_STORE": str(root / "store"),
+        "ABLATE_STORE": str(shrunk_store),  # shared with test_device: its nodes are restored
         "OMP_NUM_THREADS": "1",
         "PYTHONPATH": str(ROOT),
         "MPLBACKEND": "Agg",
