@@ -22,6 +22,11 @@ SPEC = StageSpec(
     needs=("train", "evaluate"),
     code=("studies.report", "studies.stats"),
     gather=True,
+    refers={
+        **dict.fromkeys(("report_x", "report_hue", "report_replicates"), "axis"),
+        "report_metric": "metric",
+        "report_reference": "cell",
+    },
 )
 # Only cells with attention=ska have these: every SKA branch switched off, and the gates.
 SKA_ONLY_METRICS = ("test_perplexity_without_ska", "ska_gate_mean")
