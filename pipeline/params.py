@@ -88,11 +88,17 @@ def check_value(path: str, value: Any, base: Any, base_path: str = "") -> Any:
             raise ParamsError(
                 base_path or path,
                 f"the string {base!r}, while {path} is {value!r}: YAML reads {base} without a '.' in the"
-                f" mantissa as a string; write {float(base)!r}",
+                f" mantissa as a string; write {as_float(base)}",
             )
         hint = " (YAML reads 1e-3 as a string: write 1.0e-3)" if isinstance(base, float) else ""
         raise ParamsError(path, f"expected {_type_name(base)} like the base value {base!r}, got {value!r}{hint}")
     return value
+
+
+def as_float(text: str) -> str:
+    """How to write a number YAML reads as a float: '1e-3' → '1.0e-3', '5' → '5.0'."""
+    mantissa, e, exponent = text.strip().lower().partition("e")
+    return f"{float(mantissa)!r}{e}{exponent}"
 
 
 def _looks_numeric(text: str) -> bool:

@@ -14,16 +14,19 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from pipeline.params import Cell, ParamsError, Study, check_read, did_you_mean
+from pipeline.params import Cell, ParamsError, Study, as_float, check_read, did_you_mean
 from pipeline.spec import StageSpec, parse_range
 
 NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 def value_path(study: Study, cell: Cell | None, key: str) -> str:
-    """Where in params.yaml a cell's value of ``key`` was set (for error messages)."""
-    if cell is not None and cell.named and key in study.overridden:
-        return f"studies.{study.name}.cells.{cell.name}.{key}"
+    """Where in params.yaml a cell's value of ``key`` was set (for error messages): a named
+    cell's own override, a grid cell's axis, or else the base params (named cells start there)."""
+    if cell is not None and cell.named:
+        if key in study.overridden and cell.params[key] != study.params[key]:
+            return f"studies.{study.name}.cells.{cell.name}.{key}"
+        return f"studies.{study.name}.params.{key}"
     for axis in study.axes:
         if key in study.axis_keys(axis):
             return f"studies.{study.name}.grid.{axis}"
@@ -47,7 +50,7 @@ def _type_ok(value: Any, allowed: tuple) -> bool:
 def _type_problem(value: Any, allowed: tuple) -> str:
     names = " or ".join("null" if t is None else t.__name__ for t in allowed)
     if isinstance(value, str) and NUMBER.match(value.strip()):
-        hint = f" (YAML reads {value} without a '.' in the mantissa as a string: write {float(value)!r})"
+        hint = f" (YAML reads {value} without a '.' in the mantissa as a string: write {as_float(value)})"
         return f"expected {names}, got the string {value!r}{hint}"
     return f"expected {names}, got {type(value).__name__} {value!r}"
 
@@ -113,7 +116,8 @@ def _check_spec(study: Study, stages: dict[str, tuple[str, StageSpec]], spec: St
             paths = [value_path(study, cell, k) for k in keys]
             where = next((p for p in paths if ".params." not in p), paths[0])
             values = ", ".join(f"{k}={v!r}" for k, v in args.items())
-            raise ParamsError(where, f"{values} (cell {cell.name!r}) breaks the rule: {rule}")
+            in_cell = f" in cell {cell.name!r}" if ".params." not in where else ""
+            raise ParamsError(where, f"{values}{in_cell} breaks the rule: {rule}")
     for key, kind in spec.refers.items():
         targets = _targets(study, stages, kind)
         if kind == "metric" and not targets:

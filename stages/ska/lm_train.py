@@ -73,7 +73,7 @@ SPEC = StageSpec(
         **dict.fromkeys(("lr", "tau", "grad_clip"), "> 0"),
         "dropout": "[0, 1)",
     },
-    checks={"d_model is a multiple of n_heads": lambda d_model, n_heads: d_model % n_heads == 0},
+    checks={"d_model is a multiple of n_heads": lambda n_heads, d_model: d_model % n_heads == 0},
     metrics=("val_loss", "train_loss", "train_s", "n_params"),
     threads=1,  # small models: two cells in parallel beat one cell on two threads
     gpus=1,
