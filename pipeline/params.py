@@ -36,8 +36,13 @@ class ParamsError(ValueError):
 
 
 def did_you_mean(word: str, options) -> str:
-    """' (did you mean X?)' when a close match exists, else ''."""
-    close = difflib.get_close_matches(word, [str(o) for o in options], n=1, cutoff=0.6)
+    """' (did you mean X?)' when a close match exists, or a single option contains the word
+    ('seed' → 'train_seed'), else ''."""
+    options = [str(o) for o in options]
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if not close and word:
+        close = [o for o in options if str(word) in o][:2]
+        close = close if len(close) == 1 else []
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

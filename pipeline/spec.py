@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REFERS = ("axis", "cell", "metric")
+REFERS = ("axis", "param", "cell", "metric")
 _RANGE = re.compile(
     r"^\s*(?:(?P<op>>=|<=|>|<)\s*(?P<bound>\S+)|(?P<lo>[\[(])\s*(?P<a>[^,]+),\s*(?P<b>[^\])]+)(?P<hi>[\])]))\s*$"
 )
@@ -55,8 +55,9 @@ class StageSpec:
     checks    what must hold → predicate whose argument names are the read keys it relates,
               e.g. {"d_model is a multiple of n_heads": lambda d_model, n_heads: d_model % n_heads == 0};
               skipped when one of those keys is null
-    refers    key → what its value names: "axis" (a key that varies between cells), "cell"
-              ('base' or a named cell) or "metric" (one the study's stages declare in ``metrics``)
+    refers    key → what its value names: "axis" (a key that varies between cells), "param" (a key
+              of the study's params), "cell" ('base' or a named cell) or "metric" (one the
+              study's stages declare in ``metrics``)
     metrics   metric names the stage returns that a report may be told to rank by
     """
 

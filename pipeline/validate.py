@@ -59,6 +59,8 @@ def _targets(study: Study, stages: dict[str, tuple[str, StageSpec]], kind: str) 
     """What a ``refers`` value may name: the varying keys, the cells, or the declared metrics."""
     if kind == "axis":
         return sorted(study.varying)
+    if kind == "param":
+        return sorted(study.params)
     if kind == "cell":
         return ["base", *(c.name for c in study.cells if c.named)]
     return sorted({m for _, spec in stages.values() for m in spec.metrics})
@@ -124,10 +126,16 @@ def _check_spec(study: Study, stages: dict[str, tuple[str, StageSpec]], spec: St
             continue  # no stage of this recipe declares its metrics yet
         for cell, value in _values(study, key):
             if value not in targets:
-                what = {"axis": "a key that varies between cells", "cell": "'base' or a named cell"}.get(
-                    kind, "a metric the study's stages return"
+                what = {
+                    "axis": "a key that varies between cells",
+                    "param": "a key of the study's params",
+                    "cell": "'base' or a named cell",
+                    "metric": "a metric the study's stages return",
+                }[kind]
+                # a param is most likely meant to be one that varies: suggest and list those first
+                likely = sorted(study.varying) if kind == "param" else targets
+                hint = did_you_mean(value, likely) or did_you_mean(value, targets)
+                listed = (
+                    f"keys that vary: {', '.join(likely)}" if kind == "param" else f"choose one of {', '.join(targets)}"
                 )
-                raise ParamsError(
-                    value_path(study, cell, key),
-                    f"{value!r} is not {what}{did_you_mean(value, targets)}; choose one of {', '.join(targets)}",
-                )
+                raise ParamsError(value_path(study, cell, key), f"{value!r} is not {what}{hint}; {listed}")

@@ -23,7 +23,8 @@ SPEC = StageSpec(
     code=("studies.report", "studies.stats"),
     gather=True,
     refers={
-        **dict.fromkeys(("report_x", "report_hue", "report_replicates"), "axis"),
+        **dict.fromkeys(("report_x", "report_hue"), "axis"),
+        "report_replicates": "param",  # one that does not vary (a single seed) leaves every cell n = 1
         "report_metric": "metric",
         "report_reference": "cell",
     },

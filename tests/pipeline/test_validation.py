@@ -76,7 +76,7 @@ CASES = [
         "ska_lm",
         _set("ska_lm", "report_replicates", "seed"),
         "studies.ska_lm.params.report_replicates",
-        ["'seed'", "varies between cells", "train_seed"],
+        ["'seed'", "a key of the study's params", "did you mean 'train_seed'"],
     ),
     (
         "hue_not_an_axis",
