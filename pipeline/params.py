@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,30 +89,31 @@ def check_value(path: str, value: Any, base: Any, base_path: str = "") -> Any:
     if isinstance(base, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if type(value) is not type(base):
-        if isinstance(base, str) and isinstance(value, (int, float)) and _looks_numeric(base):
-            # the base is the mistake: YAML read a number written without a '.' as a string
-            raise ParamsError(
-                base_path or path,
-                f"the string {base!r}, while {path} is {value!r}: YAML reads {base} without a '.' in the"
-                f" mantissa as a string; write {as_float(base)}",
-            )
-        hint = " (YAML reads 1e-3 as a string: write 1.0e-3)" if isinstance(base, float) else ""
+        if isinstance(base, str) and isinstance(value, (int, float)) and float_hint(base):
+            # the base is the mistake: YAML read a number as a string
+            raise ParamsError(base_path or path, f"the string {base!r}, while {path} is {value!r}: {float_hint(base)}")
+        hint = (
+            f" ({float_hint(value)})"
+            if isinstance(base, float) and isinstance(value, str) and float_hint(value)
+            else ""
+        )
         raise ParamsError(path, f"expected {_type_name(base)} like the base value {base!r}, got {value!r}{hint}")
     return value
 
 
-def as_float(text: str) -> str:
-    """How to write a number YAML reads as a float: '1e-3' → '1.0e-3', '5' → '5.0'."""
+NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def float_hint(text: str) -> str:
+    """For a string that reads as a number: why YAML kept it a string and how to write the
+    float ('1e-3' → '1.0e-3', '1.0e3' → '1.0e+3'); '' for any other string."""
+    if not NUMBER.match(text.strip()):
+        return ""
     mantissa, e, exponent = text.strip().lower().partition("e")
-    return f"{float(mantissa)!r}{e}{exponent}"
-
-
-def _looks_numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    if exponent and exponent[0] not in "+-":
+        exponent = "+" + exponent
+    fixed = f"{float(mantissa)!r}{e}{exponent}"
+    return f"YAML reads {text} as a string (a float needs a '.' and a signed exponent): write {fixed}"
 
 
 def format_value(value: Any) -> str:

@@ -10,14 +10,11 @@ of failing inside a stage (or, for a report, after every cell has trained).
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Iterable
 from typing import Any
 
-from pipeline.params import Cell, ParamsError, Study, as_float, check_read, did_you_mean
+from pipeline.params import Cell, ParamsError, Study, check_read, did_you_mean, float_hint
 from pipeline.spec import StageSpec, parse_range
-
-NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 def value_path(study: Study, cell: Cell | None, key: str) -> str:
@@ -49,10 +46,10 @@ def _type_ok(value: Any, allowed: tuple) -> bool:
 
 def _type_problem(value: Any, allowed: tuple) -> str:
     names = " or ".join("null" if t is None else t.__name__ for t in allowed)
-    if isinstance(value, str) and NUMBER.match(value.strip()):
-        hint = f" (YAML reads {value} without a '.' in the mantissa as a string: write {as_float(value)})"
-        return f"expected {names}, got the string {value!r}{hint}"
-    return f"expected {names}, got {type(value).__name__} {value!r}"
+    if isinstance(value, str) and float in allowed and float_hint(value):
+        return f"expected {names}, got the string {value!r} ({float_hint(value)})"
+    what = "the string" if isinstance(value, str) else type(value).__name__
+    return f"expected {names}, got {what} {value!r}"
 
 
 def _targets(study: Study, stages: dict[str, tuple[str, StageSpec]], kind: str) -> list[str]:

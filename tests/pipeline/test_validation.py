@@ -13,7 +13,7 @@ import yaml
 
 from pipeline import codehash
 from pipeline.codehash import ROOT
-from pipeline.params import ParamsError
+from pipeline.params import ParamsError, float_hint
 from pipeline.plan import build, load_recipes
 from pipeline.spec import StageSpec, parse_range
 from stages import RECIPES
@@ -224,6 +224,14 @@ def test_declared_report_metrics_match_the_lm_report_table():
     stages = load_recipes(RECIPES)["ska_lm"]
     declared = {m for _, spec in stages.values() for m in spec.metrics}
     assert declared == set(lm_report.METRICS)
+
+
+def test_the_float_hint_writes_what_yaml_reads_as_a_float():
+    for text, fixed in (("1e-3", "1.0e-3"), ("1.0e3", "1.0e+3"), ("2E5", "2.0e+5")):
+        hint = float_hint(text)
+        assert hint.endswith(f"write {fixed}")
+        assert isinstance(yaml.safe_load(f"a: {fixed}")["a"], float)
+    assert float_hint("pydoc") == "" and float_hint("nan") == ""
 
 
 def test_ranges_read_as_written():
