@@ -62,14 +62,20 @@ def _imported_modules(tree: ast.AST, name: str, is_package: bool) -> set[str]:
 
 
 SCHEDULING = ("gpus",)  # StageSpec keywords that say where a node runs, never what it computes
+# StageSpec keywords that only refuse params before anything runs: for params they accept, the
+# stage computes exactly what it did without them (``choices`` predates this and stays hashed)
+VALIDATION = ("types", "ranges", "checks", "refers", "metrics")
 
 
 def _strip_scheduling(tree: ast.AST) -> ast.AST:
-    """Drop the scheduling keywords of every ``StageSpec(...)`` call: pinning a stage to a GPU
-    slot changes where it runs, not what it computes, so it must not change its fingerprint."""
+    """Drop the scheduling and validation keywords of every ``StageSpec(...)`` call: pinning a
+    stage to a GPU slot changes where it runs, and declaring or tightening a rule on its params
+    changes which params are refused, not what an accepted node computes; neither may change a
+    fingerprint (adding a rule must not rebuild every artifact it passes). A rule written as a
+    named function outside the call would be hashed: write rules inline."""
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "StageSpec":
-            node.keywords = [k for k in node.keywords if k.arg not in SCHEDULING]
+            node.keywords = [k for k in node.keywords if k.arg not in SCHEDULING + VALIDATION]
     return tree
 
 

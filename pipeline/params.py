@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,13 @@ class ParamsError(ValueError):
 
 
 def did_you_mean(word: str, options) -> str:
-    """' (did you mean X?)' when a close match exists, else ''."""
-    close = difflib.get_close_matches(word, [str(o) for o in options], n=1, cutoff=0.6)
+    """' (did you mean X?)' when a close match exists, or a single option contains the word
+    ('seed' → 'train_seed'), else ''."""
+    options = [str(o) for o in options]
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if not close and word:
+        close = [o for o in options if str(word) in o][:2]
+        close = close if len(close) == 1 else []
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -76,16 +82,38 @@ def _type_name(value: Any) -> str:
     return {bool: "bool", int: "int", float: "float", str: "str"}.get(type(value), type(value).__name__)
 
 
-def check_value(path: str, value: Any, base: Any) -> Any:
+def check_value(path: str, value: Any, base: Any, base_path: str = "") -> Any:
     """A grid or cell value must have the base value's type (an int is accepted for a float)."""
     if base is None or value is None:
         return value
     if isinstance(base, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if type(value) is not type(base):
-        hint = " (YAML reads 1e-3 as a string: write 1.0e-3)" if isinstance(base, float) else ""
+        if isinstance(base, str) and isinstance(value, (int, float)) and float_hint(base):
+            # the base is the mistake: YAML read a number as a string
+            raise ParamsError(base_path or path, f"the string {base!r}, while {path} is {value!r}: {float_hint(base)}")
+        hint = (
+            f" ({float_hint(value)})"
+            if isinstance(base, float) and isinstance(value, str) and float_hint(value)
+            else ""
+        )
         raise ParamsError(path, f"expected {_type_name(base)} like the base value {base!r}, got {value!r}{hint}")
     return value
+
+
+NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def float_hint(text: str) -> str:
+    """For a string that reads as a number: why YAML kept it a string and how to write the
+    float ('1e-3' → '1.0e-3', '1.0e3' → '1.0e+3'); '' for any other string."""
+    if not NUMBER.match(text.strip()):
+        return ""
+    mantissa, e, exponent = text.strip().lower().partition("e")
+    if exponent and exponent[0] not in "+-":
+        exponent = "+" + exponent
+    fixed = f"{float(mantissa)!r}{e}{exponent}"
+    return f"YAML reads {text} as a string (a float needs a '.' and a signed exponent): write {fixed}"
 
 
 def format_value(value: Any) -> str:
@@ -109,6 +137,7 @@ def _check_key(path: str, key: str, params: dict) -> None:
 def _parse_axes(path: str, grid: dict, params: dict) -> dict[str, list]:
     """Check every axis: non-empty list, known keys, base types, no duplicate values."""
     axes: dict[str, list] = {}
+    base = path.rpartition(".")[0] + ".params"  # where the base values are written
     for axis, values in grid.items():
         where = f"{path}.{axis}"
         if not isinstance(values, list):
@@ -122,10 +151,10 @@ def _parse_axes(path: str, grid: dict, params: dict) -> dict[str, list]:
                     raise ParamsError(f"{where}[{i}]", f"every value of a mapping axis sets the same keys {keys}")
                 for k in keys:
                     _check_key(f"{where}[{i}].{k}", k, params)
-                    v[k] = check_value(f"{where}[{i}].{k}", v[k], params[k])
+                    v[k] = check_value(f"{where}[{i}].{k}", v[k], params[k], f"{base}.{k}")
         else:
             _check_key(where, axis, params)
-            values = [check_value(f"{where}[{i}]", v, params[axis]) for i, v in enumerate(values)]
+            values = [check_value(f"{where}[{i}]", v, params[axis], f"{base}.{axis}") for i, v in enumerate(values)]
         for i, v in enumerate(values):
             for x in v.values() if isinstance(v, dict) else [v]:
                 if not set(format_value(x)) <= SLUG_SAFE:
@@ -150,22 +179,37 @@ def axis_slug(axis: str, value: Any) -> str:
 
 def _grid_cells(study_path: str, params: dict, axes: dict, exclude: list[dict]) -> tuple[list[Cell], list[Cell]]:
     """(kept, excluded) grid cells."""
-    cells, excluded = [], []
+    cells, excluded, used = [], [], set()
     for combo in itertools.product(*axes.values()):
         coords = dict(zip(axes, combo, strict=False))
         full = dict(params)
         for axis, value in coords.items():
             full.update(value if isinstance(value, dict) else {axis: value})
         name = ",".join(axis_slug(a, v) for a, v in coords.items()) or "base"
-        drop = any(all(full.get(k) == v for k, v in rule.items()) for rule in exclude)
-        (excluded if drop else cells).append(Cell(name=name, params=full, coords=coords))
+        hits = [all(full.get(k) == v for k, v in rule.items()) for rule in exclude]
+        used.update(i for i, hit in enumerate(hits) if hit)
+        (excluded if any(hits) else cells).append(Cell(name=name, params=full, coords=coords))
+    for i, rule in enumerate(exclude):
+        if i not in used:  # a typo in a value, or an axis value since removed: it drops nothing
+            raise ParamsError(f"{study_path}.exclude[{i}]", f"{rule} matches no cell of the grid")
     if not cells:
         raise ParamsError(f"{study_path}.exclude", "excludes every cell of the grid")
     return cells, excluded
 
 
-def parse_study(name: str, raw: Any, kinds: tuple[str, ...]) -> Study:
-    """Validate one study section and expand its cells."""
+def check_read(path: str, kind: str, params: dict, read: set[str]) -> None:
+    """Every base key is read by a stage of the study's kind (else: a typo, or a stale key)."""
+    for key in params:
+        if key not in read:
+            raise ParamsError(
+                f"{path}.params.{key}", f"no stage of kind {kind!r} reads this key{did_you_mean(key, read)}"
+            )
+
+
+def parse_study(name: str, raw: Any, kinds: tuple[str, ...], reads: dict[str, set[str]] | None = None) -> Study:
+    """Validate one study section and expand its cells. ``reads`` (kind → keys its stages
+    read) checks the base keys first, so a typo there is named there, not where a grid axis
+    or a cell uses the key spelled right."""
     path = f"studies.{name}"
     raw = _expect_mapping(path, raw)
     for key in raw:
@@ -184,6 +228,8 @@ def parse_study(name: str, raw: Any, kinds: tuple[str, ...]) -> Study:
     for key, value in params.items():
         if isinstance(value, (dict, list)):
             raise ParamsError(f"{path}.params.{key}", "param values are scalars (use a grid axis for a list)")
+    if reads is not None:
+        check_read(path, kind, params, reads[kind])
     axes = _parse_axes(f"{path}.grid", dict(_expect_mapping(f"{path}.grid", raw.get("grid") or {})), params)
     exclude = raw.get("exclude") or []
     if not isinstance(exclude, list):
@@ -203,7 +249,7 @@ def parse_study(name: str, raw: Any, kinds: tuple[str, ...]) -> Study:
         full = dict(params)
         for key, value in _expect_mapping(where, overrides or {}).items():
             _check_key(f"{where}.{key}", key, params)
-            full[key] = check_value(f"{where}.{key}", value, params[key])
+            full[key] = check_value(f"{where}.{key}", value, params[key], f"{path}.params.{key}")
             overridden.add(key)
         cells.append(Cell(name=str(cell_name), params=full, coords={}, named=True))
     return Study(name, kind, params, axes, cells, frozenset(overridden), excluded)
@@ -224,8 +270,11 @@ def _check_duplicate_keys(node: yaml.Node, path: str = "") -> None:
             _check_duplicate_keys(item, f"{path}[{i}]")
 
 
-def load(path: Path | str, kinds: tuple[str, ...], only: list[str] | None = None) -> dict[str, Study]:
-    """Read and validate a params file; ``only`` restricts to some studies (unknown names error)."""
+def load(
+    path: Path | str, kinds: tuple[str, ...], only: list[str] | None = None, reads: dict[str, set[str]] | None = None
+) -> dict[str, Study]:
+    """Read and validate a params file; ``only`` restricts to some studies (unknown names error);
+    ``reads``: see parse_study."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -245,4 +294,4 @@ def load(path: Path | str, kinds: tuple[str, ...], only: list[str] | None = None
             raise ParamsError(
                 f"studies.{name}", f"unknown study{did_you_mean(name, studies_raw)}; defined: {', '.join(studies_raw)}"
             )
-    return {n: parse_study(n, s, kinds) for n, s in studies_raw.items() if not only or n in only}
+    return {n: parse_study(n, s, kinds, reads) for n, s in studies_raw.items() if not only or n in only}

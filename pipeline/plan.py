@@ -24,6 +24,7 @@ from pipeline.fingerprint import file_digest, node_fingerprint
 from pipeline.params import Cell, ParamsError, Study, axis_slug, did_you_mean
 from pipeline.paths import fingerprint_path, workspace_path
 from pipeline.spec import StageSpec
+from pipeline.validate import check_study, reads_of
 
 BASE = "base"
 
@@ -68,38 +69,6 @@ def load_recipes(recipes: dict[str, tuple[str, ...]]) -> dict[str, dict[str, tup
                 raise ValueError(f"recipe {kind}: the gathering stage, and only it, is named 'report'")
         out[kind] = stages
     return out
-
-
-def _value_path(study: Study, cell: Cell | None, key: str) -> str:
-    """Where in params.yaml a cell's value of ``key`` was set (for error messages)."""
-    if cell is not None and cell.named and key in study.overridden:
-        return f"studies.{study.name}.cells.{cell.name}.{key}"
-    for axis in study.axes:
-        if key in study.axis_keys(axis):
-            return f"studies.{study.name}.grid.{axis}"
-    return f"studies.{study.name}.params.{key}"
-
-
-def check_study(study: Study, stages: dict[str, tuple[str, StageSpec]]) -> None:
-    """Every read key exists, every param is read by some stage, choices are respected."""
-    read = {k for _, spec in stages.values() for k in spec.reads}
-    for key in study.params:
-        if key not in read:
-            raise ParamsError(
-                f"studies.{study.name}.params.{key}",
-                f"no stage of kind {study.kind!r} reads this key{did_you_mean(key, read)}",
-            )
-    for name, (_, spec) in stages.items():
-        for key in spec.reads:
-            if key not in study.params:
-                raise ParamsError(f"studies.{study.name}.params.{key}", f"missing: stage {name!r} reads it")
-        for key, allowed in spec.choices.items():
-            for cell in study.cells:
-                if cell.params[key] not in allowed:
-                    raise ParamsError(
-                        _value_path(study, cell, key),
-                        f"{cell.params[key]!r} is not allowed; choose one of {', '.join(map(str, allowed))}",
-                    )
 
 
 class Plan:
@@ -255,5 +224,6 @@ def build(params_path: Path | str, recipes: dict[str, tuple[str, ...]], only: li
     # Stamped before anything is read, so an edit made while planning leaves the records
     # stale instead of stamping an old plan as current.
     stamp = record.stamp(project.root(), Path(params_path).resolve())
-    studies = params_mod.load(params_path, tuple(recipes), only)
+    reads = {kind: reads_of(stages) for kind, stages in load_recipes(recipes).items()}
+    studies = params_mod.load(params_path, tuple(recipes), only, reads)
     return Plan(studies, recipes, stamp)

@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+REFERS = ("axis", "param", "cell", "metric")
+_RANGE = re.compile(
+    r"^\s*(?:(?P<op>>=|<=|>|<)\s*(?P<bound>\S+)|(?P<lo>[\[(])\s*(?P<a>[^,]+),\s*(?P<b>[^\])]+)(?P<hi>[\])]))\s*$"
+)
+
+
+def parse_range(text: str) -> Callable[[float], bool]:
+    """The test a ``ranges`` entry stands for: "> 0", ">= 1", "< 1", "<= 1", "[0, 1)", "(0, 1]"..."""
+    m = _RANGE.match(text)
+    if not m:
+        raise ValueError(f"range {text!r}: write '> x', '>= x', '< x', '<= x' or an interval like '[0, 1)'")
+    if m["op"]:
+        bound, op = float(m["bound"]), m["op"]
+        return {
+            ">": lambda v: v > bound,
+            ">=": lambda v: v >= bound,
+            "<": lambda v: v < bound,
+            "<=": lambda v: v <= bound,
+        }[op]
+    a, b, closed_lo, closed_hi = float(m["a"]), float(m["b"]), m["lo"] == "[", m["hi"] == "]"
+    return lambda v: (a <= v if closed_lo else a < v) and (v <= b if closed_hi else v < b)
 
 
 @dataclass(frozen=True)
@@ -24,6 +48,17 @@ class StageSpec:
     threads   CPU threads the stage wants (Snakemake ``threads``)
     gpus      GPUs it computes on (Snakemake ``resources: gpu``; the runner pins that many devices):
               an int, or a function of the node's params for a stage whose params pick the device
+
+    Validation, checked by ``ablate check`` and whenever a plan is built (pipeline.validate):
+    types     key → type or tuple of types (``None`` in it: null allowed); float accepts an int
+    ranges    key → "> 0", ">= 1", "<= 1" or an interval "[0, 1)" the value must lie in
+    checks    what must hold → predicate whose argument names are the read keys it relates,
+              e.g. {"d_model is a multiple of n_heads": lambda d_model, n_heads: d_model % n_heads == 0};
+              skipped when one of those keys is null
+    refers    key → what its value names: "axis" (a key that varies between cells), "param" (a key
+              of the study's params), "cell" ('base' or a named cell) or "metric" (one the
+              study's stages declare in ``metrics``)
+    metrics   metric names the stage returns that a report may be told to rank by
     """
 
     name: str
@@ -36,11 +71,28 @@ class StageSpec:
     external: Callable[[Mapping[str, Any]], list[Path]] | None = None
     threads: int = 1
     gpus: int | Callable[[Mapping[str, Any]], int] = 0
+    types: Mapping[str, type | tuple[type | None, ...]] = field(default_factory=dict)
+    ranges: Mapping[str, str] = field(default_factory=dict)
+    checks: Mapping[str, Callable[..., bool]] = field(default_factory=dict)
+    refers: Mapping[str, str] = field(default_factory=dict)
+    metrics: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        unknown = set(self.choices) - set(self.reads)
-        if unknown:
-            raise ValueError(f"stage {self.name}: choices for keys it does not read: {sorted(unknown)}")
+        for what, keys in (
+            ("choices", self.choices),
+            ("types", self.types),
+            ("ranges", self.ranges),
+            ("refers", self.refers),
+            *((f"check {m!r}", inspect.signature(f).parameters) for m, f in self.checks.items()),
+        ):
+            unknown = set(keys) - set(self.reads)
+            if unknown:
+                raise ValueError(f"stage {self.name}: {what} names keys it does not read: {sorted(unknown)}")
+        for text in self.ranges.values():
+            parse_range(text)  # a malformed range is the stage author's error, raised at import
+        bad = {k: v for k, v in self.refers.items() if v not in REFERS}
+        if bad:
+            raise ValueError(f"stage {self.name}: refers {bad}; each value is one of {', '.join(REFERS)}")
         if not callable(self.gpus) and not (isinstance(self.gpus, int) and self.gpus >= 0):
             raise ValueError(f"stage {self.name}: gpus={self.gpus!r}; expected an int >= 0 or a function of params")
 

@@ -23,6 +23,9 @@ SPEC = StageSpec(
     reads=("corpus", "corpus_dir", "val_fraction", "test_fraction", "split_seed"),
     code=("studies.data.corpora",),
     choices={"corpus": ("pydoc", "wikitext2", "wikitext103", "parquet")},
+    types={"corpus_dir": str, "val_fraction": float, "test_fraction": float, "split_seed": int},
+    ranges={"val_fraction": "[0, 1)", "test_fraction": "[0, 1)"},
+    checks={"val_fraction + test_fraction < 1": lambda val_fraction, test_fraction: val_fraction + test_fraction < 1},
     external=_sources,
 )
 

@@ -17,6 +17,8 @@ SPEC = StageSpec(
     reads=("image_source", "n_train", "n_val", "n_test", "image_seed"),
     code=("studies.data.images",),
     choices={"image_source": ("procedural", "cifar10")},
+    types=dict.fromkeys(("n_train", "n_val", "n_test", "image_seed"), int),
+    ranges=dict.fromkeys(("n_train", "n_val", "n_test"), ">= 1"),
 )
 
 

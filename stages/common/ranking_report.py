@@ -19,6 +19,7 @@ SPEC = StageSpec(
     code=("studies.report", "studies.stats"),
     gather=True,
     choices={"report_goal": ("min", "max")},
+    refers={"report_metric": "metric", "report_replicates": "param", "report_reference": "cell"},
 )
 FLOORS = ("chance", "candidate_uniform")  # metric names that are baselines, not results
 # the same for every seed of a cell: averaged without an s.d. (``seed`` itself is left out)

@@ -49,6 +49,14 @@ SPEC = StageSpec(
     code=("studies.data.sudoku", "studies.poh.sudoku_task"),
     version=2,
     choices={"sudoku_source": ("generated", "csv")},
+    types=dict.fromkeys(("n_puzzles", "max_givens", "target_givens", "n_val", "n_test", "data_seed"), int)
+    | dict.fromkeys(("sudoku_csv", "sudoku_test_csv"), str),
+    ranges={**dict.fromkeys(("n_puzzles", "n_val"), ">= 1"), "n_test": ">= 0"},
+    checks={  # studies.data.sudoku.generate's own bounds; csv puzzles come with their givens
+        "generated: 17 <= max_givens >= target_givens": lambda max_givens, target_givens, sudoku_source: (
+            sudoku_source != "generated" or 17 <= max_givens >= target_givens
+        )
+    },
     external=_files,
 )
 

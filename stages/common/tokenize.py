@@ -13,6 +13,12 @@ SPEC = StageSpec(
     needs=("download",),
     code=("studies.data.tokenizer",),
     choices={"tokenizer": ("bpe", "whitespace")},
+    types={"vocab_size": int},
+    checks={  # the floors studies.data.tokenizer.train_tokenizer enforces (tests/pipeline/test_validation.py)
+        "vocab_size >= 257 for bpe (256 bytes + end-of-document), >= 3 for whitespace": lambda vocab_size, tokenizer: (
+            vocab_size >= {"bpe": 257, "whitespace": 3}[tokenizer]
+        )
+    },
 )
 
 

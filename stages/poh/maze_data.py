@@ -13,6 +13,11 @@ SPEC = StageSpec(
     reads=("maze_n", "n_mazes", "algorithm", "min_path_frac", "n_val", "n_test", "data_seed"),
     code=("studies.data.mazes", "studies.poh.maze_task"),
     choices={"algorithm": ("dfs", "wilson")},
+    types=dict.fromkeys(("maze_n", "n_mazes", "n_val", "n_test", "data_seed"), int) | {"min_path_frac": float},
+    ranges={**dict.fromkeys(("maze_n", "n_mazes", "n_val", "n_test"), ">= 1"), "min_path_frac": "[0, 1]"},
+    checks={
+        "n_val + n_test < n_mazes (training mazes are left)": lambda n_val, n_test, n_mazes: n_val + n_test < n_mazes
+    },
 )
 
 

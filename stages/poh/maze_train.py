@@ -26,6 +26,22 @@ SPEC = StageSpec(
     needs=("maze_data", "parity"),
     code=("studies.poh.maze_task",),
     choices={"kind": ("baseline", "poh"), "horizon_mask": ("distance", "none")},
+    types={
+        **dict.fromkeys(("d_model", "n_heads", "d_ff", "depth", "R", "T", "horizons", "steps", "batch_size"), int),
+        **dict.fromkeys(("eval_every", "train_seed"), int),
+        **dict.fromkeys(("lr", "weight_decay", "grad_clip", "warmup_frac", "label_smoothing", "entropy_weight"), float),
+        **dict.fromkeys(("use_cnn", "entropy_anneal"), bool),
+        "size": str,
+    },
+    ranges={
+        **dict.fromkeys(("d_model", "n_heads", "d_ff", "depth", "R", "T", "horizons", "steps", "batch_size"), ">= 1"),
+        **dict.fromkeys(("eval_every",), ">= 1"),
+        **dict.fromkeys(("weight_decay", "grad_clip", "entropy_weight"), ">= 0"),
+        "lr": "> 0",
+        "warmup_frac": "[0, 1)",
+        "label_smoothing": "[0, 1)",
+    },
+    checks={"d_model is a multiple of n_heads": lambda n_heads, d_model: d_model % n_heads == 0},
     gpus=1,
 )
 

@@ -13,6 +13,7 @@ SPEC = StageSpec(
     reads=(),
     needs=("sudoku_data", "train"),
     code=("studies.poh.sudoku_task", "studies.poh.metrics"),
+    metrics=("test_cell_acc", "test_grid_acc", "test_cell_acc_all81", "test_loss", "chance", "candidate_uniform"),
     gpus=1,
 )
 

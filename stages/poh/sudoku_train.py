@@ -51,6 +51,23 @@ SPEC = StageSpec(
         "alpha_agg": ("mean", "max", "entropy"),
         "entropy_norm": ("log", "n_heads"),
     },
+    types={
+        **dict.fromkeys(("baseline_layers", "d_model", "n_heads", "d_ff", "H_layers", "L_layers", "H_cycles"), int),
+        **dict.fromkeys(("L_cycles", "T", "memory_size", "halt_max_steps", "steps", "batch_size", "eval_every"), int),
+        **dict.fromkeys(("temperature", "lr", "weight_decay", "grad_clip", "warmup_frac", "entropy_weight"), float),
+        **dict.fromkeys(("use_learned_gate", "augment"), bool),
+        "train_seed": int,
+    },
+    ranges={
+        **dict.fromkeys(("baseline_layers", "d_model", "n_heads", "d_ff", "H_layers", "L_layers", "H_cycles"), ">= 1"),
+        **dict.fromkeys(
+            ("L_cycles", "T", "memory_size", "halt_max_steps", "steps", "batch_size", "eval_every"), ">= 1"
+        ),
+        **dict.fromkeys(("temperature", "lr"), "> 0"),
+        **dict.fromkeys(("weight_decay", "grad_clip", "entropy_weight"), ">= 0"),
+        "warmup_frac": "[0, 1)",
+    },
+    checks={"d_model is a multiple of n_heads": lambda n_heads, d_model: d_model % n_heads == 0},
     gpus=1,
 )
 

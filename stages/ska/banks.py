@@ -13,6 +13,9 @@ SPEC = StageSpec(
     reads=("seq_len", "window", "stride", "minhash_k", "hash_seed"),
     needs=("tokenize",),
     code=("studies.ska.banks", "studies.data.lm", "studies.data.tokenizer"),
+    types=dict.fromkeys(("seq_len", "window", "stride", "minhash_k", "hash_seed"), int),
+    ranges={"seq_len": ">= 2", "window": ">= 1", "stride": ">= 1", "minhash_k": ">= 1"},
+    checks={"window <= seq_len (a set is a window of one sequence)": lambda window, seq_len: window <= seq_len},
 )
 
 

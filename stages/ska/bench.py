@@ -29,6 +29,17 @@ SPEC = StageSpec(
         "device",
     ),
     code=("studies.ska.bench",),
+    types=dict.fromkeys(
+        ("seq_len", "batch_size", "d_model", "minhash_k", "window", "stride", "n_heads", "warmup", "iters"), int
+    ),
+    ranges=dict.fromkeys(
+        ("seq_len", "batch_size", "d_model", "minhash_k", "window", "stride", "n_heads", "iters"), ">= 1"
+    )
+    | {"warmup": ">= 0"},
+    checks={
+        "d_model is a multiple of n_heads": lambda n_heads, d_model: d_model % n_heads == 0,
+        "window <= seq_len (a set is a window of one sequence)": lambda window, seq_len: window <= seq_len,
+    },
     choices={
         "backend": ("naive", "sdpa", "python", "keops", "triton"),
         "precision": ("fp32", "fp16", "bf16"),

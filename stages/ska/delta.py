@@ -21,6 +21,17 @@ SPEC = StageSpec(
     ),
     code=("studies.ska.correctness", "studies.ska.banks", "studies.ska.vit", "studies.data.images"),
     choices={"set_source": ("random", "lm_windows", "image_windows")},
+    types=dict.fromkeys(
+        ("minhash_k", "hash_seed", "universe", "set_size_min", "set_size_max", "window", "stride", "patch"), int
+    )
+    | {"n_pairs": int, "data_seed": int},
+    ranges=dict.fromkeys(
+        ("minhash_k", "universe", "set_size_min", "set_size_max", "window", "stride", "patch", "n_pairs"), ">= 1"
+    ),
+    checks={
+        "set_size_min <= set_size_max": lambda set_size_min, set_size_max: set_size_min <= set_size_max,
+        "set_size_max <= universe": lambda set_size_max, universe: set_size_max <= universe,
+    },
 )
 
 

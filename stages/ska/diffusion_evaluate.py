@@ -15,6 +15,12 @@ SPEC = StageSpec(
     reads=("n_fid_samples", "ddim_steps", "eval_seed"),
     needs=("images", "fid_features", "train"),
     code=("studies.ska.diffusion", "studies.ska.fid", "studies.ska.diagnostics"),
+    types=dict.fromkeys(("n_fid_samples", "ddim_steps", "eval_seed"), int),
+    ranges={"n_fid_samples": ">= 2", "ddim_steps": ">= 1"},
+    metrics=(
+        *("eps_mse", "imgs_per_s", "ska_gate_mean", "eps_mse_without_ska"),
+        *("fid_in_pipeline_net", "fid_real_vs_real"),
+    ),
     gpus=1,
 )
 

@@ -12,7 +12,13 @@ from stages.common.images import load_split
 from stages.common.trained import cpu_state
 
 SPEC = StageSpec(
-    name="fid_features", reads=("fid_steps", "fid_seed"), needs=("images",), code=("studies.ska.fid",), gpus=1
+    name="fid_features",
+    reads=("fid_steps", "fid_seed"),
+    needs=("images",),
+    code=("studies.ska.fid",),
+    gpus=1,
+    types={"fid_steps": int, "fid_seed": int},
+    ranges={"fid_steps": ">= 1"},
 )
 
 

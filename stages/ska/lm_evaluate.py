@@ -18,6 +18,16 @@ SPEC = StageSpec(
     reads=("eval_batch_size",),
     needs=("tokenize", "banks", "train"),
     code=("studies.ska.train", "studies.ska.diagnostics"),
+    types={"eval_batch_size": int},
+    ranges={"eval_batch_size": ">= 1"},
+    metrics=(
+        "test_loss",
+        "test_perplexity",
+        "tokens_per_s",
+        "test_perplexity_without_ska",
+        "ska_gate_mean",
+        "peak_rss_mb",
+    ),
     threads=1,  # small models: two cells in parallel beat one cell on two threads
     gpus=1,
 )

@@ -22,6 +22,12 @@ SPEC = StageSpec(
     needs=("train", "evaluate"),
     code=("studies.report", "studies.stats"),
     gather=True,
+    refers={
+        **dict.fromkeys(("report_x", "report_hue"), "axis"),
+        "report_replicates": "param",  # one that does not vary (a single seed) leaves every cell n = 1
+        "report_metric": "metric",
+        "report_reference": "cell",
+    },
 )
 # Only cells with attention=ska have these: every SKA branch switched off, and the gates.
 SKA_ONLY_METRICS = ("test_perplexity_without_ska", "ska_gate_mean")

@@ -58,6 +58,23 @@ SPEC = StageSpec(
         "backend": ("python", "keops", "triton"),
         "precision": ("fp32", "fp16", "bf16"),
     },
+    types={
+        **dict.fromkeys(("d_model", "n_layers", "n_heads", "router_topk", "adapter_rank", "steps", "batch_size"), int),
+        **dict.fromkeys(("warmup_steps", "train_seed", "eval_every", "val_seqs", "window", "stride", "minhash_k"), int),
+        **dict.fromkeys(("dropout", "gamma", "tau", "eta", "gate_init", "lr", "weight_decay", "grad_clip"), float),
+        "seq_len": int,
+        "d_ff": (int, None),
+        "beta": (float, None),
+    },
+    ranges={
+        **dict.fromkeys(("d_model", "n_layers", "n_heads", "d_ff", "steps", "batch_size", "eval_every"), ">= 1"),
+        **dict.fromkeys(("window", "stride", "minhash_k", "val_seqs"), ">= 1"),
+        **dict.fromkeys(("router_topk", "adapter_rank", "warmup_steps", "gamma", "beta", "weight_decay"), ">= 0"),
+        **dict.fromkeys(("lr", "tau", "grad_clip"), "> 0"),
+        "dropout": "[0, 1)",
+    },
+    checks={"d_model is a multiple of n_heads": lambda n_heads, d_model: d_model % n_heads == 0},
+    metrics=("val_loss", "train_loss", "train_s", "n_params"),
     threads=1,  # small models: two cells in parallel beat one cell on two threads
     gpus=1,
 )

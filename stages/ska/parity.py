@@ -29,6 +29,10 @@ SPEC = StageSpec(
         "device",
     ),
     code=("studies.ska.parity",),
+    types=dict.fromkeys(("seq_len", "batch_size", "d_model", "minhash_k", "window", "stride", "data_seed"), int)
+    | {"causal": bool},
+    ranges=dict.fromkeys(("seq_len", "batch_size", "d_model", "minhash_k", "window", "stride"), ">= 1"),
+    checks={"window <= seq_len (a set is a window of one sequence)": lambda window, seq_len: window <= seq_len},
     choices={
         "backend": ("python", "keops", "triton"),
         "precision": ("fp32", "fp16", "bf16"),

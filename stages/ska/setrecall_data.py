@@ -15,6 +15,18 @@ SPEC = StageSpec(
     name="data",
     reads=(*DATA_KEYS, "n_train", "n_val", "n_test", "data_seed"),
     code=("studies.ska.synthetic",),
+    types=dict.fromkeys((*DATA_KEYS, "n_train", "n_val", "n_test", "data_seed"), int),
+    ranges={**dict.fromkeys((*DATA_KEYS[:5], "n_train", "n_val", "n_test"), ">= 1"), "decoy_overlap": ">= 0"},
+    checks={
+        "overlap <= set_size": lambda overlap, set_size: overlap <= set_size,
+        "decoy_overlap < overlap (else the decoy is as good a source)": lambda decoy_overlap, overlap: (
+            decoy_overlap < overlap
+        ),
+        "set_size <= n_atoms (a window holds distinct atoms)": lambda set_size, n_atoms: set_size <= n_atoms,
+        "n_queries <= n_memory - 2 (distinct sources, two windows clear of each query)": lambda n_queries, n_memory: (
+            n_queries <= n_memory - 2
+        ),
+    },
 )
 
 

@@ -16,6 +16,13 @@ SPEC = StageSpec(
     reads=("eval_batch_size", "hash_seed"),
     needs=("data", "train"),
     code=("studies.ska.synthetic", "studies.ska.diagnostics"),
+    types={"eval_batch_size": int, "hash_seed": int},
+    ranges={"eval_batch_size": ">= 1"},
+    metrics=(
+        *(f"{split}_{m}" for split in ("val", "test") for m in ("loss", "copy_nll", "recall_nll", "recall_acc")),
+        *(f"{split}_recall_{m}_without_ska" for split in ("val", "test") for m in ("nll", "acc")),
+        *("ska_gate_mean", "recall_nll_oracle", "recall_nll_chance", "chance"),
+    ),
     threads=1,
     gpus=1,
 )

@@ -20,6 +20,10 @@ SPEC = StageSpec(
     needs=("data",),
     code=("studies.ska.model", "studies.ska.train", "studies.ska.synthetic"),
     choices=LM_TRAIN.choices,
+    types={**{k: v for k, v in LM_TRAIN.types.items() if k in KEYS + TRAIN_KEYS}, "hash_seed": int},
+    ranges={k: v for k, v in LM_TRAIN.ranges.items() if k in KEYS + TRAIN_KEYS},
+    checks=LM_TRAIN.checks,
+    metrics=LM_TRAIN.metrics,
     threads=1,
     gpus=1,
 )

@@ -18,6 +18,11 @@ SPEC = StageSpec(
     reads=("eval_seed",),
     needs=("tokenize", "train"),
     code=("studies.ska.diffusion", "studies.ska.text_diffusion", "studies.ska.diagnostics"),
+    types={"eval_seed": int},
+    metrics=(
+        *("test_eps_mse", "test_token_acc", "test_token_acc_noisy", "seqs_per_s"),
+        *("ska_gate_mean", "test_eps_mse_without_ska"),
+    ),
     gpus=1,
 )
 

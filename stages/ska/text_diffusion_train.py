@@ -41,6 +41,23 @@ SPEC = StageSpec(
     needs=("tokenize",),
     code=("studies.ska.diffusion", "studies.ska.text_diffusion", "studies.data.lm", "studies.data.tokenizer"),
     choices={"attention": ("ska", "sdpa"), "backend": ("python", "keops")},
+    types={
+        **dict.fromkeys(("d_model", "n_layers", "n_heads", "seq_len", "d_embed", "embed_seed", "T", "window"), int),
+        **dict.fromkeys(("stride", "minhash_k", "router_topk", "adapter_rank", "hash_seed", "steps"), int),
+        **dict.fromkeys(("batch_size", "warmup_steps", "train_seed", "eval_every", "val_seqs", "eval_seed"), int),
+        **dict.fromkeys(("gamma", "lr"), float),
+        "beta": (float, None),
+    },
+    ranges={
+        **dict.fromkeys(("d_model", "n_layers", "n_heads", "seq_len", "d_embed", "T", "window", "stride"), ">= 1"),
+        **dict.fromkeys(("minhash_k", "steps", "batch_size", "eval_every", "val_seqs"), ">= 1"),
+        **dict.fromkeys(("router_topk", "adapter_rank", "warmup_steps", "gamma", "beta"), ">= 0"),
+        "lr": "> 0",
+    },
+    checks={
+        "d_model is a multiple of n_heads": lambda n_heads, d_model: d_model % n_heads == 0,
+        "window <= seq_len (a set is a window of one sequence)": lambda window, seq_len: window <= seq_len,
+    },
     gpus=1,
 )
 

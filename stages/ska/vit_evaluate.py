@@ -14,6 +14,9 @@ SPEC = StageSpec(
     reads=("eval_batch_size",),
     needs=("images", "train"),
     code=("studies.ska.vit", "studies.ska.diagnostics"),
+    types={"eval_batch_size": int},
+    ranges={"eval_batch_size": ">= 1"},
+    metrics=("top1", "loss", "imgs_per_s", "ska_gate_mean", "top1_without_ska", "chance"),
     gpus=1,
 )
 

@@ -47,6 +47,24 @@ SPEC = StageSpec(
         "pool": ("mean", "cls"),
         "backend": ("python", "keops"),
     },
+    types={
+        **dict.fromkeys(("d_model", "n_layers", "n_heads", "patch", "window", "stride", "minhash_k"), int),
+        **dict.fromkeys(("router_topk", "adapter_rank", "hash_seed", "steps", "batch_size", "warmup_steps"), int),
+        **dict.fromkeys(("train_seed", "eval_every", "eval_batch_size"), int),
+        **dict.fromkeys(("gamma", "lr", "weight_decay"), float),
+        "beta": (float, None),
+    },
+    ranges={
+        **dict.fromkeys(("d_model", "n_layers", "n_heads", "patch", "window", "stride", "minhash_k"), ">= 1"),
+        **dict.fromkeys(("steps", "batch_size", "eval_every", "eval_batch_size"), ">= 1"),
+        **dict.fromkeys(("router_topk", "adapter_rank", "warmup_steps", "gamma", "beta", "weight_decay"), ">= 0"),
+        "lr": "> 0",
+    },
+    checks={
+        "d_model is a multiple of n_heads": lambda n_heads, d_model: d_model % n_heads == 0,
+        "patch divides the 32-pixel image side": lambda patch: 32 % patch == 0,
+        "window <= the (32 / patch)^2 patches of an image": lambda window, patch: window <= (32 // patch) ** 2,
+    },
     gpus=1,
 )
 

@@ -161,7 +161,10 @@ def test_a_failing_stage_is_reported_with_its_exit_code(project):
             "exponent: [2, '3']",
             "studies.toy.grid.exponent[1]",
         ),  # dvc parses it; `ablate fingerprints` refuses
-        ("exponent: 1", "exponnt: 1", "studies.toy.grid.exponent: unknown param 'exponent' (did you mean 'exponnt'?)"),
+        # a SPEC rule (power's ranges): refused when the Snakefile is parsed and by dvc's fingerprints stage
+        ("exponent: [2, 3]", "exponent: [2, -1]", "studies.toy.grid.exponent: -1 is out of range; allowed: >= 0"),
+        # the typo is named where it is, not where the grid spells the key right
+        ("exponent: 1", "exponnt: 1", "studies.toy.params.exponnt: no stage of kind 'toy' reads this key"),
     ],
 )
 def test_malformed_params_fail_both_engines_and_touch_no_artifact(project, old, new, path):

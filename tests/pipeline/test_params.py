@@ -61,7 +61,7 @@ def test_grid_is_the_cartesian_product_minus_exclusions_plus_named_cells(tmp_pat
         (("minhash_k: [32, 64]", "minhash_k: [32, '64']"), "studies.s.grid.minhash_k[1]", "expected int"),
         (("minhash_k: [32, 64]", "minhash_k: 32"), "studies.s.grid.minhash_k", "list of values"),
         (("minhash_k: [32, 64]", "minhash_k: [32, 32]"), "studies.s.grid.minhash_k", "duplicate values"),
-        (("fast: {lr: 3.0e-3}", "fast: {lr: 3e-3}"), "studies.s.cells.fast.lr", "write 1.0e-3"),
+        (("fast: {lr: 3.0e-3}", "fast: {lr: 3e-3}"), "studies.s.cells.fast.lr", "write 3.0e-3"),
         (("fast: {lr: 3.0e-3}", "base_cell: {lr: 3.0e-3}"), "studies.s.cells", "duplicate key"),
         (("fast: {lr: 3.0e-3}", "fast: {lrr: 3.0e-3}"), "studies.s.cells.fast.lrr", "did you mean 'lr'"),
         (("kind: lm", "kind: lmm"), "studies.s.kind", "did you mean 'lm'"),

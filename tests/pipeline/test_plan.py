@@ -147,7 +147,7 @@ def test_planning_does_not_import_torch_or_the_engines():
 
 def test_changing_one_injection_cell_recomputes_only_its_train_and_evaluate(tmp_path):
     def edit(raw):
-        raw["studies"]["poh_injection"]["cells"]["alpha_max_nogate"]["injection"] = "film"
+        raw["studies"]["poh_injection"]["cells"]["transformer"]["baseline_layers"] = 3
 
     raw = shipped_params()
     before = build(_write(tmp_path / "a.yaml", raw), RECIPES, only=["poh_injection"])
@@ -155,9 +155,9 @@ def test_changing_one_injection_cell_recomputes_only_its_train_and_evaluate(tmp_
     after = build(_write(tmp_path / "b.yaml", raw), RECIPES, only=["poh_injection"])
     old = {n.fingerprint for n in before.nodes.values()}
     assert sorted(n.label for n in after.nodes.values() if n.fingerprint not in old) == [
-        "poh_injection/evaluate/alpha_max_nogate",
+        "poh_injection/evaluate/transformer",
         "poh_injection/report/base",
-        "poh_injection/train/alpha_max_nogate",
+        "poh_injection/train/transformer",
     ]
     assert [n.slug for n in after.nodes.values() if n.stage == "sudoku_data"] == ["base"]  # generated once
 

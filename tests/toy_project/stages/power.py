@@ -4,7 +4,7 @@ import json
 
 from pipeline.spec import Context, StageSpec
 
-SPEC = StageSpec(name="power", reads=("exponent", "fail"), needs=("gen",))
+SPEC = StageSpec(name="power", reads=("exponent", "fail"), needs=("gen",), ranges={"exponent": ">= 0"})
 
 
 def run(ctx: Context) -> dict:
