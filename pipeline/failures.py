@@ -19,7 +19,6 @@ onsuccess, and dvc.yaml's ``failures`` stage (``python -m pipeline.failures``).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time

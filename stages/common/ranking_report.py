@@ -58,7 +58,7 @@ def run(ctx: Context) -> dict:
         summary + unfinished,
         ctx.out / "summary",
         sort_by=metric,
-        first=("cell", "state", metric, f"{metric}_sd", f"{metric}_diff", f"{metric}_diff_lo", f"{metric}_diff_hi", *LEAD),
+        first=("cell", "state", metric, *(f"{metric}_{s}" for s in ("sd", "diff", "diff_lo", "diff_hi")), *LEAD),
         descending=descending,
         better=better,
     )
