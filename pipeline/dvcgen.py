@@ -55,8 +55,7 @@ def _stanzas(plan: Plan, study: Study) -> dict[str, dict]:
             out[f"{study.name}-{name}"] = {
                 "cmd": f"python -m stages {study.name} {name} {BASE} {KEEP_GOING}",
                 "deps": deps,
-                # persist: a report that cannot be rebuilt keeps its last tables, marked stale
-                "outs": [{f"{art}/reports/{study.name}": {"persist": True}}],
+                "outs": [f"{art}/reports/{study.name}"],
             }
             continue
         nodes = [n for n in plan.nodes.values() if n.study == study.name and n.stage == name]

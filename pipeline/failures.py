@@ -135,7 +135,8 @@ def stamp(directory: Path, line: str, full: list[str] | None = None) -> None:
 def write_marker(node, info: dict[str, Any]) -> None:
     """Make ``info`` (a failure) the node's workspace output and note it in its fingerprint file.
 
-    A per-cell node's workspace becomes the marker alone. A report keeps its previous tables,
+    A per-cell node's workspace becomes the marker alone. A report keeps the previous tables the
+    engine left (Snakemake does; DVC removes a stage's outputs before running it, so none remain),
     each now stating first that it is stale and why (the build line under it names their build).
     """
     ws = node.workspace()
