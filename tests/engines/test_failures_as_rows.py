@@ -95,3 +95,42 @@ def test_dvc_repro_keep_going_reports_failed_and_oom_cells_as_rows_and_a_plain_r
     (failing.path / SWITCH).unlink()
     failing.dvc_repro()
     assert_rerun_rebuilt_them(failing, n)
+
+
+def test_a_report_that_cannot_be_rebuilt_says_first_that_its_tables_are_stale(project):
+    project.edit(
+        "stages/report.py",
+        "    lines, rows = [",
+        '    assert ctx.params["title"] != "boom", "asked to fail"\n    lines, rows = [',
+    )
+    project.snakemake()
+    built = report_table(project)[0]
+    assert built.startswith("Build ") and built.endswith("all 5 cells")
+    project.edit("params.yaml", "title: toy", "title: boom")
+    run = project.snakemake(check=False)
+    assert run.returncode != 0 and "toy/report/base: failed (exit 1: AssertionError: asked to fail)" in run.stderr
+    table = report_table(project)
+    assert table[0].startswith("STALE: the report of fingerprint ") and "AssertionError: asked to fail" in table[0]
+    assert table[2] == built, "the stale tables no longer name the build they are from"
+    assert project.status()["toy/report/base"] == "failed"
+    project.edit("params.yaml", "title: boom", "title: fixed")
+    project.snakemake()
+    assert report_table(project)[0].startswith("Build ") and not any("STALE" in ln for ln in report_table(project))
+
+
+def test_nodes_below_a_failed_node_are_rows_naming_it_and_are_not_computed(project):
+    project.edit(
+        "stages/gen.py",
+        "    rng = random.Random",
+        '    assert ctx.params["seed"] != 1, "asked to fail"\n    rng = random.Random',
+    )
+    run = project.snakemake(check=False)
+    assert run.returncode != 0
+    assert "2 node(s) failed" not in run.stderr and "1 node(s) failed and 2 were not built" in run.stderr
+    assert project.computed() == {"gen": 2, "power": 3}
+    assert [b["node"] for b in project.builds() if b["action"] == "partial"] == ["toy/report/base"]
+    rows = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in report_table(project)[3:]}
+    cause = "upstream failed: toy/gen/seed=1 failed (exit 1: AssertionError: asked to fail)"
+    assert rows["seed=1,exponent=2"] == rows["seed=1,exponent=3"] == cause
+    listing = project.run(sys.executable, "-m", "ablate", "status").stdout
+    assert f"pending toy/power/seed=1,exponent=2  not built: {cause}" in listing
