@@ -134,3 +134,14 @@ def test_nodes_below_a_failed_node_are_rows_naming_it_and_are_not_computed(proje
     assert rows["seed=1,exponent=2"] == rows["seed=1,exponent=3"] == cause
     listing = project.run(sys.executable, "-m", "ablate", "status").stdout
     assert f"pending toy/power/seed=1,exponent=2  not built: {cause}" in listing
+
+
+def test_a_small_study_and_its_report_are_built_before_a_larger_studys_cells(project):
+    params = (project.path / "params.yaml").read_text()
+    tiny = "\n  tiny:\n    kind: toy\n" + "\n".join(params.split("\n")[2:10]) + "\n"  # base params, no grid
+    (project.path / "params.yaml").write_text(params.rstrip("\n") + tiny)
+    project.run(sys.executable, "-m", "ablate", "dvc-yaml", "--write")
+    project.run("snakemake", "--cores", "1")
+    order = [b["node"] for b in project.builds() if b["action"] == "computed"]
+    assert order[:3] == ["tiny/gen/base", "tiny/power/base", "tiny/report/base"], order
+    assert order[-1] == "toy/report/base" and all(n.startswith("toy/") for n in order[3:])
