@@ -27,8 +27,8 @@ LEAD = ("n", "finding", "ci", "vs", "n_params", "still_improving", "note")  # af
 
 
 def run(ctx: Context) -> dict:
-    from stages.common.report_rows import cell_rows, reference_params, state_rows, write_ablations
-    from studies.report import bar_plot, compare_with_reference, curves_plot, replicate_summary, write_table
+    from stages.common.report_rows import cell_rows, compared, state_rows, write_ablations
+    from studies.report import bar_plot, curves_plot, replicate_summary, write_table
 
     p, rows = ctx.params, cell_rows(ctx)
     keys = list(next(iter(ctx.cells.values()))["params"])
@@ -52,8 +52,7 @@ def run(ctx: Context) -> dict:
         better=better,
     )
     summary = replicate_summary(rows, keys, replicate, numeric, fixed=FIXED)
-    reference = reference_params(ctx, p["report_reference"])
-    summary = compare_with_reference(summary, rows, keys, replicate, metric, reference)
+    summary = compared(ctx, summary, rows, keys, replicate, metric)
     table = write_table(
         summary + unfinished,
         ctx.out / "summary",

@@ -52,6 +52,20 @@ def state_rows(ctx: Context) -> list[dict]:
     ]
 
 
+def compared(ctx: Context, summary: list[dict], rows: list[dict], keys: list[str], replicate: str, metric: str):
+    """``summary`` with each group's difference from ``report_reference`` (compare_with_reference);
+    as it is when the reference cell did not finish (its state row says why, so nothing to compare)."""
+    from studies.report import compare_with_reference
+
+    reference = reference_params(ctx, ctx.params["report_reference"])
+    try:
+        return compare_with_reference(summary, rows, keys, replicate, metric, reference)
+    except ValueError:
+        if len(finished(ctx)) == len(ctx.cells):
+            raise
+        return summary
+
+
 def reference_params(ctx: Context, reference: str) -> dict:
     """The params of the cell a summary is compared with: ``base`` (the study's base params)
     or the name of a named cell (such as ``sdpa``)."""

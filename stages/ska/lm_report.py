@@ -52,8 +52,8 @@ def best_lr_rows(summary: list[dict], factors: list[str], select: str = "val_los
 
 
 def run(ctx: Context) -> dict:
-    from stages.common.report_rows import cell_rows, reference_params, state_rows, write_ablations
-    from studies.report import compare_with_reference, curves_plot, facet_plot, replicate_summary, write_table
+    from stages.common.report_rows import cell_rows, compared, state_rows, write_ablations
+    from studies.report import curves_plot, facet_plot, replicate_summary, write_table
 
     p, rows = ctx.params, cell_rows(ctx)
     keys = list(next(iter(ctx.cells.values()))["params"])
@@ -66,8 +66,7 @@ def run(ctx: Context) -> dict:
     )
     metric, replicate = p["report_metric"], p["report_replicates"]
     summary = replicate_summary(rows, keys, replicate, list(METRICS), fixed=("n_params",))
-    reference = reference_params(ctx, p["report_reference"])
-    summary = compare_with_reference(summary, rows, keys, replicate, metric, reference)
+    summary = compared(ctx, summary, rows, keys, replicate, metric)
     lead = (
         *("cell", "state", metric, f"{metric}_sd", f"{metric}_diff", f"{metric}_diff_lo", f"{metric}_diff_hi"),
         *("n", "finding", "ci", "vs", "n_params"),
