@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline import device, gpus, paths, project, record
+from pipeline import device, failures, gpus, paths, project, record
 from pipeline.child import OOM_EXIT
 from pipeline.record import NodeRecord
 from pipeline.store import Store, StoreUnreachable, _remove_tree, read_meta
@@ -121,9 +121,12 @@ def classify(returncode: int, oom_kills_before: int | None, oom_kills_after: int
 def _compute(node: NodeRecord, store: Store, gpu_env: dict[str, str]) -> tuple[int, dict[str, Any]]:
     """Run the stage in a child process writing into a fresh temp dir; publish on success.
     ``gpu_env``: the pinned device(s) as CUDA_VISIBLE_DEVICES ({} when unpinned)."""
+    states = failures.cell_states(node, store) if node.gather else {}  # cells a report builds without
     upstream = []
     for up in node.upstream:
         entry = store.get(up["fingerprint"])
+        if entry is None and states:
+            continue
         if entry is None:
             raise RuntimeError(
                 f"upstream {node.study}/{up['stage']}/{up['slug']} (fingerprint {up['fingerprint'][:12]}) is not "
@@ -131,6 +134,7 @@ def _compute(node: NodeRecord, store: Store, gpu_env: dict[str, str]) -> tuple[i
                 "with the engine"
             )
         upstream.append({"stage": up["stage"], "slug": up["slug"], "path": str(entry), "cells": list(up["cells"])})
+    cells = node.parts.get("cells", {})
     tmp = store.new_tmp(node.fingerprint)
     job = tmp.with_name(tmp.name + "__job.json")
     job.write_text(
@@ -142,7 +146,7 @@ def _compute(node: NodeRecord, store: Store, gpu_env: dict[str, str]) -> tuple[i
                 "upstream": upstream,
                 "study": node.study,
                 "threads": _threads(),
-                "cells": node.parts.get("cells", {}),
+                "cells": {c: {**v, **({"state": states[c]} if c in states else {})} for c, v in cells.items()},
                 "base": node.parts.get("base", {}),
                 "result": str(job.with_suffix(".result")),
             }
@@ -182,13 +186,22 @@ def _compute(node: NodeRecord, store: Store, gpu_env: dict[str, str]) -> tuple[i
         "host": socket.gethostname(),
         "threads": _threads(),
     }
+    if node.gather:  # item 8: every table states the build it reflects and the cells it lacks
+        missing = {c: states[c] for c in cells if c in states}
+        full = [f"{c}: {s}" for c, s in sorted(missing.items())]
+        failures.stamp(tmp, failures.build_line(node.fingerprint, started, len(cells), missing), full)
+        if missing:  # not the artifact its fingerprint names: the workspace only, never the store
+            meta = {**meta, "status": "partial", "attempted": node.fingerprint, "missing": missing}
+            failures.place(tmp, node.workspace(), meta)
+            return 0, meta
     store.publish(tmp, node.fingerprint, meta)
     return 0, meta
 
 
-def build(node: NodeRecord, store: Store, planned: bool = True) -> int:
+def build(node: NodeRecord, store: Store, planned: bool = True, keep_going: bool = False) -> int:
     """Make ``node``'s workspace hold its current artifact; returns an exit code.
-    ``planned``: whether ``node`` came from planning here or from the engine run's record (logged)."""
+    ``planned``: whether ``node`` came from planning here or from the engine run's record (logged).
+    ``keep_going``: a failure becomes the node's output and the exit code 0 (pipeline.failures)."""
 
     def log(action: str, **extra: Any) -> None:
         log_build(node, action, planned=planned, **extra)
@@ -236,6 +249,11 @@ def build(node: NodeRecord, store: Store, planned: bool = True) -> int:
             return 0
         if cache_only():  # e.g. the workspace copy did not verify, so adopting it failed
             return refuse()
+        cause = _blocked(node, store)
+        if cause:
+            say(f"{node.label}: not built: {cause}")
+            log("upstream_failed", cause=cause)
+            return _failed(node, {"status": "upstream_failed", "cause": cause, "time": time.time()}, 1, keep_going)
         say(f"{node.label}: computing (fingerprint {fp[:12]})")
         with gpus.pin(node.label, node.gpus, say) as gpu_env:  # the device lock is held until the child ends
             code, info = _compute(node, store, gpu_env)
@@ -243,11 +261,37 @@ def build(node: NodeRecord, store: Store, planned: bool = True) -> int:
             how = f"signal {-code}" if code < 0 else f"exit code {code}"
             say(f"{node.label}: {info['status']} ({how})")
             log(info["status"], exit_code=code)
-            return code
+            return _failed(node, info, code, keep_going)
+        if info["status"] == "partial":
+            say(f"{node.label}: built without {len(info['missing'])} cell(s) (not stored): {sorted(info['missing'])}")
+            log("partial", wall_s=info["timing"]["wall_s"], missing=sorted(info["missing"]))
+            return 0
         store.materialize(fp, ws)
     wall = info["timing"]["wall_s"]
     say(f"{node.label}: computed in {wall:.1f} s, peak RSS {info['peak_rss_mb']:.0f} MB")
     log("computed", wall_s=wall)
+    return 0
+
+
+def _blocked(node: NodeRecord, store: Store) -> str | None:
+    """Why ``node`` cannot be computed because of failed upstream nodes, or None: a per-cell node
+    whose upstream left a failure marker; a report none of whose cells finished."""
+    if not node.gather:
+        return failures.blocked_by(node, store)
+    states = failures.cell_states(node, store)
+    if states and len(states) == len(node.parts.get("cells", {})):
+        first = sorted(states.items())[0]
+        return f"none of its {len(states)} cells finished (e.g. {first[0]}: {first[1]})"
+    return None
+
+
+def _failed(node: NodeRecord, info: dict[str, Any], code: int, keep_going: bool) -> int:
+    """With ``keep_going``, the failure becomes the node's output (a marker the next run retries) and
+    the engine is told 0 so it goes on to the study's report; else ``code``, as the stage's own."""
+    if not keep_going:
+        return code
+    failures.write_marker(node, info)
+    say(f"{node.label}: failure recorded as its output (--keep-going); the next run retries it")
     return 0
 
 
@@ -289,6 +333,11 @@ def main(recipes: dict[str, tuple[str, ...]], argv: list[str] | None = None) -> 
     parser.add_argument(
         "--cache-only", action="store_true", help="fail instead of computing (same as ABLATE_CACHE_ONLY=1)"
     )
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="on a stage failure, write a failure marker as the node's output and exit 0 (what the engines run)",
+    )
     args = parser.parse_args(argv)
     if args.cache_only:
         os.environ["ABLATE_CACHE_ONLY"] = "1"
@@ -311,7 +360,7 @@ def main(recipes: dict[str, tuple[str, ...]], argv: list[str] | None = None) -> 
     if node == "excluded":
         return _mark_excluded(paths.artifacts_root() / args.study / args.stage / args.slug)
     try:
-        return build(node, Store(), planned)
+        return build(node, Store(), planned, args.keep_going)
     except gpus.GpuError as e:
         say(f"{node.label}: error: {e}")
         return 2

@@ -51,7 +51,7 @@ class _Snapshot:
         self.artifacts = str(artifacts)
         self._dirs: dict[str, set[str]] = {}
 
-    def workspace_fingerprint(self, node: Node) -> str | None:
+    def workspace_meta(self, node: Node) -> dict | None:
         if node.spec.gather:
             parent, name = os.path.join(self.artifacts, "reports"), node.study
         else:
@@ -60,12 +60,13 @@ class _Snapshot:
             self._dirs[parent] = _listing(parent)
         if name not in self._dirs[parent]:
             return None
-        return (read_meta(Path(parent, name)) or {}).get("fingerprint")
+        return read_meta(Path(parent, name))
 
 
 def node_state(node: Node, store: Store, seen: _Snapshot) -> NodeState:
     fp = node.fingerprint
-    ws_fp = seen.workspace_fingerprint(node)
+    meta = seen.workspace_meta(node) or {}
+    ws_fp = meta.get("fingerprint")
     if ws_fp == fp:
         return NodeState(node, "done")
     if fp in seen.locked and store.is_locked(fp):
@@ -81,6 +82,10 @@ def node_state(node: Node, store: Store, seen: _Snapshot) -> NodeState:
     in_store = " (in store: restores without compute)" if fp in seen.stored else ""
     if ws_fp is not None:
         return NodeState(node, "stale", f"workspace has {ws_fp[:12]}, plan wants {fp[:12]}{in_store}")
+    if meta.get("attempted") == fp and meta.get("status") in ("upstream_failed", "partial"):  # pipeline.failures
+        missing = meta.get("missing") or {}
+        held = f"a report without {len(missing)} cell(s): {', '.join(sorted(missing))}" if missing else ""
+        return NodeState(node, "pending", held or f"not built: upstream failed: {meta.get('cause')}")
     return NodeState(node, "pending", in_store.strip(" ()"))
 
 
@@ -229,7 +234,7 @@ def render(plan: Plan, states: list[NodeState]) -> str:
             lines.append("  " + cell.name.ljust(width) + "  " + "  ".join(row))
         lines.append("")
     for s in states:
-        if s.state in ("failed", "oom", "killed", "stale"):
+        if s.state in ("failed", "oom", "killed", "stale") or s.detail.startswith(("not built", "a report without")):
             lines.append(f"{s.state:7} {s.node.label}  {s.detail}")
     counts = {k: sum(s.state == k for s in states) for k in SYMBOL}
     legend = "  ".join(f"{SYMBOL[k]} {k} {v}" for k, v in counts.items())

@@ -28,8 +28,8 @@ LEAD = ("n", "finding", "ci", "vs", "n_params", "still_improving", "note")  # af
 
 
 def run(ctx: Context) -> dict:
-    from stages.common.report_rows import cell_rows, reference_params, write_ablations
-    from studies.report import bar_plot, compare_with_reference, curves_plot, replicate_summary, write_table
+    from stages.common.report_rows import cell_rows, compared, state_rows, write_ablations
+    from studies.report import bar_plot, curves_plot, replicate_summary, write_table
 
     p, rows = ctx.params, cell_rows(ctx)
     keys = list(next(iter(ctx.cells.values()))["params"])
@@ -43,22 +43,22 @@ def run(ctx: Context) -> dict:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in (*keys, "seed")
         )
     )
+    unfinished = state_rows(ctx)  # each cell that did not finish, with its state, after the ranked ones
     write_table(
-        [{k: v for k, v in r.items() if k != "curve"} for r in rows],
+        [{k: v for k, v in r.items() if k != "curve"} for r in rows] + unfinished,
         ctx.out / "table",
         sort_by=metric,
-        first=("cell",),
+        first=("cell", "state"),
         descending=descending,
         better=better,
     )
     summary = replicate_summary(rows, keys, replicate, numeric, fixed=FIXED)
-    reference = reference_params(ctx, p["report_reference"])
-    summary = compare_with_reference(summary, rows, keys, replicate, metric, reference)
+    summary = compared(ctx, summary, rows, keys, replicate, metric)
     table = write_table(
-        summary,
+        summary + unfinished,
         ctx.out / "summary",
         sort_by=metric,
-        first=("cell", metric, f"{metric}_sd", f"{metric}_diff", f"{metric}_diff_lo", f"{metric}_diff_hi", *LEAD),
+        first=("cell", "state", metric, *(f"{metric}_{s}" for s in ("sd", "diff", "diff_lo", "diff_hi")), *LEAD),
         descending=descending,
         better=better,
     )

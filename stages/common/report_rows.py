@@ -1,5 +1,6 @@
-"""Shared by the report stages: one row per cell from its train and evaluate artifacts, the
-reference a summary is compared with, and the one-factor-at-a-time ablation table and bars."""
+"""Shared by the report stages: one row per finished cell from its train and evaluate artifacts,
+a state row per other cell, the reference a summary is compared with, and the one-factor-at-a-time
+ablation table and bars."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def cell_rows(ctx: Context) -> list[dict]:
     ``still_improving`` where the train stage keeps a best state, and its training curve
     (``curve``); nested metric values are dropped and a metric ``n`` becomes ``n_eval``."""
     rows = []
-    for cell, info in ctx.cells.items():
+    for cell, info in finished(ctx).items():
         train = next(u for u in ctx.inputs("train") if cell in u.cells)
         evaluate = next(u for u in ctx.inputs("evaluate") if cell in u.cells)
         row = {"cell": cell, "named": info["named"], **info["params"], **train.metrics(), **evaluate.metrics()}
@@ -33,6 +34,36 @@ def cell_rows(ctx: Context) -> list[dict]:
         row["curve"] = load_history(train.path)
         rows.append(row)
     return rows
+
+
+def finished(ctx: Context) -> dict[str, dict]:
+    """The cells whose nodes were all built (the runner gives every other cell a ``state``)."""
+    return {c: info for c, info in ctx.cells.items() if "state" not in info}
+
+
+def state_rows(ctx: Context) -> list[dict]:
+    """A row per cell not finished: its name, params and ``state`` (``OOM (peak 61.2 GB)``,
+    ``failed (exit 1: …)``, ``killed (signal 9)``, ``upstream failed: …``, ``pending``), so a
+    report shows every cell of its study; none when all finished."""
+    return [
+        {"cell": c, "named": info["named"], **info["params"], "state": info["state"]}
+        for c, info in ctx.cells.items()
+        if "state" in info
+    ]
+
+
+def compared(ctx: Context, summary: list[dict], rows: list[dict], keys: list[str], replicate: str, metric: str):
+    """``summary`` with each group's difference from ``report_reference`` (compare_with_reference);
+    as it is when the reference cell did not finish (its state row says why, so nothing to compare)."""
+    from studies.report import compare_with_reference
+
+    reference = reference_params(ctx, ctx.params["report_reference"])
+    try:
+        return compare_with_reference(summary, rows, keys, replicate, metric, reference)
+    except ValueError:
+        if len(finished(ctx)) == len(ctx.cells):
+            raise
+        return summary
 
 
 def reference_params(ctx: Context, reference: str) -> dict:

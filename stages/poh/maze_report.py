@@ -33,7 +33,7 @@ LEAD = (
 def run(ctx: Context) -> dict:
     import json
 
-    from stages.common.report_rows import cell_rows
+    from stages.common.report_rows import cell_rows, state_rows
     from studies.report import compare_with_reference, replicate_summary, scaling_panels, write_table
 
     data = ctx.inputs("maze_data")[0].metrics()
@@ -58,7 +58,8 @@ def run(ctx: Context) -> dict:
     for r in table:
         r.pop("vs", None)
         r.pop("named")
-    write_table(table, ctx.out / "table", sort_by="size", first=LEAD, better=BETTER)
+    unfinished = [{k: v for k, v in r.items() if k != "named"} for r in state_rows(ctx)]
+    write_table(table + unfinished, ctx.out / "table", sort_by="size", first=("cell", "state", *LEAD), better=BETTER)
     deltas = [
         {
             "size": r["size"],

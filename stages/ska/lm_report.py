@@ -58,26 +58,26 @@ def best_lr_rows(summary: list[dict], factors: list[str], select: str = "val_los
 
 
 def run(ctx: Context) -> dict:
-    from stages.common.report_rows import cell_rows, reference_params, write_ablations
-    from studies.report import compare_with_reference, curves_plot, facet_plot, replicate_summary, write_table
+    from stages.common.report_rows import cell_rows, compared, state_rows, write_ablations
+    from studies.report import curves_plot, facet_plot, replicate_summary, write_table
 
     p, rows = ctx.params, cell_rows(ctx)
     keys = list(next(iter(ctx.cells.values()))["params"])
+    unfinished = state_rows(ctx)  # each cell that did not finish, with its state, after the ranked ones
     write_table(
-        [{k: v for k, v in r.items() if k != "curve"} for r in rows],
+        [{k: v for k, v in r.items() if k != "curve"} for r in rows] + unfinished,
         ctx.out / "table",
         sort_by=p["report_metric"],
-        first=("cell",),
+        first=("cell", "state"),
     )
     metric, replicate = p["report_metric"], p["report_replicates"]
     summary = replicate_summary(rows, keys, replicate, list(METRICS), fixed=("n_params",))
-    reference = reference_params(ctx, p["report_reference"])
-    summary = compare_with_reference(summary, rows, keys, replicate, metric, reference)
+    summary = compared(ctx, summary, rows, keys, replicate, metric)
     lead = (
-        *("cell", metric, f"{metric}_sd", f"{metric}_diff", f"{metric}_diff_lo", f"{metric}_diff_hi"),
+        *("cell", "state", metric, f"{metric}_sd", f"{metric}_diff", f"{metric}_diff_lo", f"{metric}_diff_hi"),
         *("n", "finding", "ci", "vs", "n_params"),
     )
-    table = write_table(summary, ctx.out / "summary", sort_by=metric, first=lead)
+    table = write_table(summary + unfinished, ctx.out / "summary", sort_by=metric, first=lead)
     factors = [k for k in keys if k != replicate]
     write_ablations(ctx, rows, summary, replicate, metric)
     best_lr = best_lr_rows(summary, factors)

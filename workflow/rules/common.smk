@@ -5,6 +5,7 @@
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)
@@ -151,3 +152,48 @@ def _check_gpu_settings():
 
 
 _check_gpu_settings()
+
+
+def _study_ranks():
+    """Small studies first: each study's rank by its number of nodes (the largest 1, the smallest
+    the number of studies), a cheap stand-in for its cost that a fresh build already knows, so a
+    0.2-minute study's table appears early instead of after the big sweeps. Priorities stay
+    positive: Snakemake's ILP scheduler leaves negative-priority jobs unscheduled while it can."""
+    from collections import Counter
+
+    size = Counter(n.study for n in PLAN.nodes.values())
+    return {s: rank for rank, s in enumerate(sorted(size, key=lambda s: (-size[s], s)), start=1)}
+
+
+STUDY_RANK = _study_ranks()
+REPORT_PRIORITY = len(STUDY_RANK) + 1  # a report runs as soon as its study is done: results first
+
+
+def node_priority(wildcards):
+    return STUDY_RANK[wildcards.study]
+
+
+_RUN_STARTED = time.time()
+
+
+def _end_of_run(failing):
+    """Name the nodes whose failure this run recorded as their output (pipeline.failures); with
+    ``failing`` (the run's jobs all exited 0), fail the run so nobody takes it for a success."""
+    if not workflow.is_main_process:
+        return
+    from pipeline import failures as _failures
+
+    lines = _failures.check(PLAN, since=_RUN_STARTED - 1)
+    if not lines:
+        return
+    print(f"[ablate] {_failures.report(lines)}", file=sys.stderr)
+    if failing:
+        raise WorkflowError(f"{len(lines)} node(s) failed or were not built (listed above)")
+
+
+onsuccess:
+    _end_of_run(True)
+
+
+onerror:
+    _end_of_run(False)

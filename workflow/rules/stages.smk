@@ -1,5 +1,6 @@
 # Two generic rules cover every stage of every study, so a recipe can add a stage
-# without touching the workflow. Each runs the same command as dvc.yaml.
+# without touching the workflow. Each runs the same command as dvc.yaml; --keep-going makes a
+# failed node's failure its output, so the study's report is still built (pipeline.failures).
 
 STUDIES = list(PLAN.studies)
 
@@ -30,8 +31,9 @@ rule stage:
     threads: node_threads()
     resources:
         gpu=node_gpus(),
+    priority: node_priority
     shell:
-        "python -m stages {wildcards.study} {wildcards.stage} {wildcards.slug} > {log} 2>&1"
+        "python -m stages {wildcards.study} {wildcards.stage} {wildcards.slug} --keep-going > {log} 2>&1"
 
 
 rule report:
@@ -44,5 +46,6 @@ rule report:
     threads: node_threads("report")
     resources:
         gpu=node_gpus("report"),
+    priority: REPORT_PRIORITY
     shell:
-        "python -m stages {wildcards.study} report base > {log} 2>&1"
+        "python -m stages {wildcards.study} report base --keep-going > {log} 2>&1"
