@@ -7,7 +7,10 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
+import textwrap
 from pathlib import Path
 
 import yaml
@@ -130,27 +133,62 @@ def study_names(path: Path) -> list[str]:
     return list((raw.get("studies") or {}) if isinstance(raw, dict) else {})
 
 
-def cmd_use(args) -> int:
-    """Replace the params file with a config. Refuses a config that lacks one of the params
-    file's studies: copying it would silently drop that study from the plan, dvc.yaml and
-    `ablate status` (run a partial config with `--params configs/X.yaml` instead)."""
-    configs = project.root() / CONFIGS
-    source = configs / f"{args.name}.yaml"
+DEFAULT = "default"  # `ablate use default`: the project's params.yaml as committed (git HEAD)
+
+
+def config_bytes(name: str) -> tuple[bytes, str]:
+    """The text of config ``name`` and where it came from: configs/<name>.yaml, or for
+    ``default`` params.yaml as the last commit holds it (what a fresh clone has)."""
+    root, configs = project.root(), project.root() / CONFIGS
+    if name == DEFAULT:
+        if (configs / f"{DEFAULT}.yaml").exists():
+            raise ParamsError(
+                str(configs / f"{DEFAULT}.yaml"), f"{DEFAULT!r} names params.yaml as committed: rename it"
+            )
+        try:
+            proc = subprocess.run(["git", "show", "HEAD:./params.yaml"], cwd=root, capture_output=True, check=False)
+        except OSError as e:
+            proc = subprocess.CompletedProcess([], 1, b"", str(e).encode())
+        if proc.returncode:
+            why = (proc.stderr.decode(errors="replace").strip().splitlines() or ["git failed"])[0]
+            raise ParamsError(
+                DEFAULT, f"is params.yaml as committed (git show HEAD:./params.yaml), which failed: {why}"
+            )
+        return proc.stdout, "params.yaml as committed (git HEAD)"
+    source = configs / f"{name}.yaml"
     if not source.exists():
-        names = ", ".join(p.stem for p in sorted(configs.glob("*.yaml")))
+        names = ", ".join([DEFAULT, *(p.stem for p in sorted(configs.glob("*.yaml")))])
         raise ParamsError(str(source), f"no such config; available: {names}")
+    return source.read_bytes(), str(source.relative_to(root) if source.is_relative_to(root) else source)
+
+
+def cmd_use(args) -> int:
+    """Replace the params file with a config, then regenerate dvc.yaml for its structure, so
+    `ablate check` passes after any switch and `ablate use default` restores the start byte for
+    byte. Refuses a config that lacks one of the params file's studies: copying it would
+    silently drop that study from the plan, dvc.yaml and `ablate status` (run a partial config
+    with `--params configs/X.yaml` instead). The replaced file is kept in artifacts/ (ignored)."""
+    text, source = config_bytes(args.name)
     target = Path(args.params)
-    missing = [s for s in study_names(target) if s not in study_names(source)]
-    if missing:
-        raise ParamsError(
-            str(source),
-            f"lacks {len(missing)} of the studies {target.name} defines: {', '.join(missing)}; "
-            f"add them to the config (using it would drop them), or plan it alone with --params {source}",
-        )
-    plan_mod.build(source, recipes())  # validate before touching the params file
-    shutil.copy2(target, target.with_suffix(".yaml.bak"))
-    shutil.copy2(source, target)
-    print(f"{target.name} ← {source} (previous saved as {target.with_suffix('.yaml.bak').name})")
+    if target.read_bytes() == text:
+        print(f"{target.name} already holds {source}")
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            candidate = Path(tmp) / "params.yaml"
+            candidate.write_bytes(text)
+            missing = [s for s in study_names(target) if s not in study_names(candidate)]
+            if missing:
+                raise ParamsError(
+                    source,
+                    f"lacks {len(missing)} of the studies {target.name} defines: {', '.join(missing)}; "
+                    f"add them to the config (using it would drop them), or plan it alone with --params {source}",
+                )
+            plan_mod.build(candidate, recipes())  # validate before touching the params file
+        backup = paths.artifacts_root() / f"{target.name}.bak"
+        backup.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(target, backup)
+        target.write_bytes(text)
+        print(f"{target.name} ← {source} (the file it replaced is kept as {backup})")
     if _is_projects_params(args):
         plan, dvc_yaml = _plan(args), project.root() / "dvc.yaml"
         if not dvcgen.is_current(plan, dvc_yaml):
@@ -225,23 +263,42 @@ def cmd_report(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    """Write a W&B grid sweep over every cell of a study (grid and named), its metric named as
+    `ablate cell` logs it and its goal the study's report_goal; the YAML's header and the printed
+    lines say what it optimises and which cells it runs."""
+    from studies.report import better_of  # the direction the reports mark the best by, from a metric's name
+
     plan = _plan(args)
     study = plan.studies[args.study]
-    last = [name for name, (_, spec) in plan.stages[study.kind].items() if not spec.gather][-1]
-    metric = args.metric or f"{last}/{study.params.get('report_metric', 'loss')}"  # as `ablate cell` logs it
-    config = sweep.sweep_config(study, metric, args.goal)
+    metric, goal = sweep.target(plan, study, args.metric, args.goal, better_of)
+    config = sweep.sweep_config(study, metric, goal)
+    named = [c.name for c in study.cells if c.named]
+    stage, _, key = metric.partition("/")
+    declared = key == study.params.get("report_metric") and "report_goal" in study.params
+    source = "--goal" if args.goal else "report_goal" if declared else "the metric's name"
+    lines = [
+        f"W&B grid sweep over {args.study}: {len(study.cells)} runs, one per cell: "
+        f"{len(study.cells) - len(named)} grid cells and {len(named)} named" + (":" if named else ""),
+        *textwrap.wrap(", ".join(named), 100, initial_indent="  ", subsequent_indent="  "),
+        f"metric: {metric}, "
+        + (
+            f"as given (the {stage} stage must log {key})"
+            if args.metric
+            else f"the {key} `ablate cell` logs from {stage}"
+        )
+        + f"; goal: {goal} (from {source})",
+    ]
     out = Path(args.out or project.root() / "sweeps" / f"{args.study}.yaml")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        f"# W&B grid sweep over {args.study}. Run: wandb sweep {out.name}, then wandb agent <id>\n"
-        + yaml.safe_dump(config, sort_keys=False)
-    )
-    print(f"wrote {out} ({len(study.cells) - sum(c.named for c in study.cells)} grid cells)")
+    header = [*lines, f"Run: wandb sweep {out.name}, then wandb agent <sweep id>"]
+    out.write_text("".join(f"# {line}\n" for line in header) + yaml.safe_dump(config, sort_keys=False))
+    print("\n".join(lines))
+    print(f"wrote {out}")
     return 0
 
 
 def cmd_cell(args) -> int:
-    """Build one grid cell's nodes (store hits or computes), then log its metrics to W&B."""
+    """Build one cell's nodes (store hits or computes), then log its metrics to W&B."""
     plan = _plan(args)
     study = plan.studies[args.study]
     values = dict(item.removeprefix("--").split("=", 1) for item in args.values)
@@ -344,10 +401,11 @@ def parser() -> argparse.ArgumentParser:
     sp = add(
         "use",
         cmd_use,
-        "Switch params.yaml to a config from configs/ (e.g. `ablate use paper`); "
-        "refuses a config that lacks a study params.yaml defines.",
+        "Switch params.yaml to a config from configs/ (e.g. `ablate use paper`) or back to the committed "
+        "one (`ablate use default`), and regenerate dvc.yaml to match; the replaced file is kept as "
+        "artifacts/params.yaml.bak. Refuses a config that lacks a study params.yaml defines.",
     )
-    sp.add_argument("name", help="config name: a file configs/<name>.yaml")
+    sp.add_argument("name", help="config name: a file configs/<name>.yaml, or default (params.yaml at git HEAD)")
     add("fingerprints", cmd_fingerprints, "Rewrite the per-node fingerprint files that changed (dvc.yaml runs this).")
     sp = add("dvc-yaml", cmd_dvc_yaml, "Print dvc.yaml as generated from the studies' structure.")
     sp.add_argument("--write", action="store_true", help="write it to dvc.yaml")
@@ -361,19 +419,29 @@ def parser() -> argparse.ArgumentParser:
         "the cells missing. Prints the same summary. Exit 1 when nothing is built yet.",
     )
     sp.add_argument("studies", nargs="*", metavar="STUDY", help="print only these studies (the page covers all)")
-    sp = add("sweep", cmd_sweep, "Write a W&B grid sweep config (sweeps/<study>.yaml) over a study's axes.")
+    sp = add(
+        "sweep",
+        cmd_sweep,
+        "Write a W&B grid sweep config (sweeps/<study>.yaml) with a run per cell of a study, grid and named.",
+    )
     sp.add_argument("study")
-    sp.add_argument("--metric", help="metric to optimise (default: <last stage>/<report_metric>)")
-    sp.add_argument("--goal", default="minimize", choices=("minimize", "maximize"))
+    sp.add_argument(
+        "--metric",
+        help="metric to optimise, STAGE/KEY as `ablate cell` logs it (default: <last cell stage>/<report_metric>)",
+    )
+    sp.add_argument(
+        "--goal", choices=("minimize", "maximize"), help="default: the study's report_goal, else by the metric's name"
+    )
     sp.add_argument("--out", help="output path (default: sweeps/<study>.yaml)")
     sp = add(
         "cell",
         cmd_cell,
-        "Build one grid cell, given as --axis=value flags (what a W&B sweep agent runs), "
+        "Build one cell, given as --cell=NAME (grid or named: what a W&B sweep agent runs) or as "
+        "--axis=value for every grid axis, "
         "and log its metrics to a W&B run (offline by default; WANDB_MODE=disabled logs nothing).",
     )
     sp.add_argument("study")
-    sp.add_argument("values", nargs=argparse.REMAINDER, help="--axis=value for every axis of the grid")
+    sp.add_argument("values", nargs=argparse.REMAINDER, help="--cell=NAME, or --axis=value for every axis of the grid")
     sp = add(
         "memory-safe",
         cmd_memory_safe,

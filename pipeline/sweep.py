@@ -1,42 +1,105 @@
-"""W&B sweeps over a study's grid, executed through the pipeline.
+"""W&B sweeps over a study's cells, executed through the pipeline.
 
-``ablate sweep STUDY`` writes a grid sweep whose parameters are the study's axes (a mapping
-axis travels as its slug string, ``window=32,stride=16``) and whose command is
-``ablate cell STUDY --axis=value ...``. That command builds the cell's nodes through the
-store (so a sweep run and an engine build never compute the same node twice) and logs the
-cell's metrics to a W&B run, offline unless WANDB_MODE says otherwise.
+``ablate sweep STUDY`` writes a grid sweep with one parameter, ``cell``, whose values are every
+cell of the study: the grid cells and the named ones (the SDPA baselines among them), so the
+sweep compares against its baselines. Its command is ``ablate cell STUDY --cell=NAME``, which
+builds the cell's nodes through the store (so a sweep run and an engine build never compute
+the same node twice) and logs the cell's params as the run's config and its per-cell stages'
+metrics, each as ``STAGE/KEY`` (``metric_key``), offline unless WANDB_MODE says otherwise.
+
+The sweep's metric is the study's ``report_metric`` as that command logs it: under the last
+per-cell stage, the one that scores the test split (reports give test). Its goal is the
+study's ``report_goal``, else the direction its report ranks the metric by.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from pipeline.params import Cell, ParamsError, Study, axis_slug, format_value
 from pipeline.paths import artifacts_root
 from pipeline.plan import Plan
 
+CELL = "cell"  # the sweep's one parameter: a cell's name
+GOALS = {"min": "minimize", "max": "maximize"}  # report_goal → W&B's goal
 
-def _arg_value(axis: str, value: Any) -> Any:
-    """How an axis value appears in the sweep: as itself, or a mapping as its slug."""
-    return axis_slug(axis, value) if isinstance(value, dict) else value
+
+def metric_key(stage: str, key: str) -> str:
+    """How ``ablate cell`` names a stage's metric in W&B (and a sweep must name it)."""
+    return f"{stage}/{key}"
+
+
+def cell_stages(plan: Plan, study: Study) -> list[str]:
+    """The stages a cell builds and logs metrics of, in recipe order (the report is not one)."""
+    return [name for name, (_, spec) in plan.stages[study.kind].items() if not spec.gather]
+
+
+def target(
+    plan: Plan, study: Study, metric: str | None, goal: str | None, goal_by_name: Callable[[str], str | None]
+) -> tuple[str, str]:
+    """(metric, goal) of the sweep: ``metric``/``goal`` as given, else from the study's params:
+    ``report_goal`` for the report metric, else ``goal_by_name``, min/max from a metric's name
+    (the rule the reports mark the best by)."""
+    stages, where = cell_stages(plan, study), f"studies.{study.name}.params"
+    if metric is None:
+        key = study.params.get("report_metric")
+        if key is None:
+            raise ParamsError(
+                f"{where}.report_metric",
+                f"not set: {study.name}'s report ranks its cells by no single metric, so the sweep has none to "
+                f"optimise; name one with --metric STAGE/KEY (a metric `ablate cell` logs, STAGE one of "
+                f"{', '.join(stages)}) and --goal",
+            )
+        metric = metric_key(stages[-1], key)
+    else:
+        stage, _, key = metric.partition("/")
+        if stage not in stages or not key:
+            raise ParamsError(
+                "--metric", f"{metric!r}: expected STAGE/KEY as `ablate cell` logs it, STAGE one of {', '.join(stages)}"
+            )
+    if goal is None:
+        key = metric.partition("/")[2]
+        declared = study.params.get("report_goal") if key == study.params.get("report_metric") else None
+        direction = declared or goal_by_name(key)
+        if direction not in GOALS:
+            raise ParamsError("--goal", f"needed: {metric!r} is not the report_metric and its name gives no direction")
+        goal = GOALS[direction]
+    return metric, goal
 
 
 def sweep_config(study: Study, metric: str, goal: str) -> dict[str, Any]:
-    """A W&B grid sweep over ``study``'s axes (named cells are not on the grid)."""
-    if not study.axes:
-        raise ParamsError(f"studies.{study.name}.grid", "a sweep needs at least one grid axis")
+    """A W&B grid sweep whose runs are every cell of ``study``, grid and named."""
+    if CELL in study.axes:
+        raise ParamsError(f"studies.{study.name}.grid.{CELL}", f"the sweep's own parameter is named {CELL!r}")
     return {
-        "name": f"{study.name}-grid",
+        "name": f"{study.name}-cells",
         "method": "grid",
         "metric": {"name": metric, "goal": goal},
-        "parameters": {a: {"values": [_arg_value(a, v) for v in vs]} for a, vs in study.axes.items()},
+        "parameters": {CELL: {"values": [c.name for c in study.cells]}},
         "command": ["${env}", "${interpreter}", "-m", "ablate", "cell", study.name, "${args}"],
     }
 
 
+def _arg_value(axis: str, value: Any) -> Any:
+    """How an axis value appears on the command line: as itself, or a mapping as its slug."""
+    return axis_slug(axis, value) if isinstance(value, dict) else value
+
+
 def cell_from_args(study: Study, args: dict[str, str]) -> Cell:
-    """The grid cell whose axis values print as ``args`` (strings, as a command line gives them)."""
+    """The cell ``args`` names (strings, as a command line gives them): ``{"cell": NAME}`` for any
+    cell, grid or named, or a value for every grid axis."""
+    if CELL in args and CELL not in study.axes:
+        if len(args) > 1:
+            raise ParamsError(f"studies.{study.name}", f"--{CELL} names the whole cell; drop the other flags")
+        by_name = {c.name: c for c in study.cells}
+        if args[CELL] in by_name:
+            return by_name[args[CELL]]
+        if args[CELL] in {c.name for c in study.excluded}:
+            raise ParamsError(f"studies.{study.name}.exclude", f"cell {args[CELL]} is excluded")
+        named = ", ".join(c.name for c in study.cells if c.named) or "none"
+        raise ParamsError(f"studies.{study.name}", f"no cell {args[CELL]!r} (named cells: {named})")
     unknown = set(args) - set(study.axes)
     if unknown:
         raise ParamsError(f"studies.{study.name}.grid", f"not an axis: {', '.join(sorted(unknown))}")
@@ -52,13 +115,13 @@ def cell_from_args(study: Study, args: dict[str, str]) -> Cell:
 
 
 def cell_metrics(plan: Plan, study: str, cell: str) -> dict[str, Any]:
-    """Metrics of every built node of the cell, prefixed by stage (``evaluate/perplexity``)."""
+    """Numeric metrics of every built node of the cell, each under ``metric_key`` (``evaluate/test_perplexity``)."""
     from pipeline.store import read_meta
 
     out = {}
-    for stage in (s for s, (_, sp) in plan.stages[plan.studies[study].kind].items() if not sp.gather):
+    for stage in cell_stages(plan, plan.studies[study]):
         meta = read_meta(plan.by_cell[study, cell, stage].workspace()) or {}
-        out |= {f"{stage}/{k}": v for k, v in meta.get("metrics", {}).items() if isinstance(v, (int, float))}
+        out |= {metric_key(stage, k): v for k, v in meta.get("metrics", {}).items() if isinstance(v, (int, float))}
     return out
 
 

@@ -1,7 +1,11 @@
-"""Every shipped config in configs/ plans (no compute) and covers every study of params.yaml;
-`ablate use` refuses a config that would drop one."""
+"""Every shipped config in configs/ plans (no compute), covers every study of params.yaml and
+says in its header what hardware and data it needs; `ablate use` refuses a config that would
+drop a study, and switching to a config and back (`ablate use default`) leaves a clean checkout."""
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,6 +83,7 @@ def test_paper_config_holds_the_plans_values(tmp_path, monkeypatch):
 
 
 def test_use_refuses_a_config_that_lacks_a_study_and_leaves_params_untouched(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ABLATE_ARTIFACTS", str(tmp_path / "artifacts"))
     configs = tmp_path / "configs"
     configs.mkdir()
     shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -92,10 +97,11 @@ def test_use_refuses_a_config_that_lacks_a_study_and_leaves_params_untouched(tmp
     err = capsys.readouterr().err
     lacking = [s for s in shipped["studies"] if s != "ska_minhash"]
     assert f"lacks {len(lacking)} of the studies params.yaml defines: {', '.join(lacking)}" in err
-    assert target.read_bytes() == before and not target.with_suffix(".yaml.bak").exists()
+    assert target.read_bytes() == before and not (tmp_path / "artifacts").exists()  # no backup either
 
 
 def test_use_copies_a_config_that_covers_every_study(tmp_path, monkeypatch):
+    monkeypatch.setenv("ABLATE_ARTIFACTS", str(tmp_path / "artifacts"))
     configs = tmp_path / "configs"
     configs.mkdir()
     shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -107,5 +113,93 @@ def test_use_copies_a_config_that_covers_every_study(tmp_path, monkeypatch):
     monkeypatch.setattr(ablate, "CONFIGS", configs)
     assert ablate.main(["--params", str(target), "use", "wider"]) == 0
     assert yaml.safe_load(target.read_text())["studies"]["ska_minhash"]["params"]["n_pairs"] == 123
-    assert list(yaml.safe_load(target.with_suffix(".yaml.bak").read_text())["studies"]) == ["ska_minhash"]
+    assert list(yaml.safe_load((tmp_path / "artifacts/params.yaml.bak").read_text())["studies"]) == ["ska_minhash"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifacts", "configs", "params.yaml"]  # nothing beside it
     assert list(yaml.safe_load(target.read_text())["studies"]) == ["ska_minhash", "ska_parity"]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_config_header_names_the_hardware_and_datasets_it_needs(config):
+    """The comment block before `studies:` has a line per study saying what it runs on and
+    with what data (a reader deciding whether to switch should not have to read 500 lines)."""
+    header = config.read_text().split("\nstudies:")[0]
+    assert "Hardware and data" in header
+    for study in shipped_studies():
+        line = next((ln for ln in header.splitlines() if ln.startswith(f"#   {study} ")), None)
+        assert line, f"{config.name}: no header line for {study}"
+        assert any(w in line for w in ("GPU", "CPU")), line
+
+
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+
+
+def git(project: Path, *args: str) -> str:
+    return subprocess.run([*GIT, *args], cwd=project, check=True, capture_output=True, text=True).stdout
+
+
+def clone(path: Path) -> Path:
+    """The project as a fresh clone has it (its code, params, configs, dvc.yaml; one commit)."""
+    path.mkdir()
+    for name in ("pipeline", "stages", "studies", "configs"):
+        shutil.copytree(ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("params.yaml", "dvc.yaml", "ablate.py", ".gitignore"):
+        shutil.copy2(ROOT / name, path / name)
+    git(path, "init", "-q")
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "clone")
+    return path
+
+
+def ablate_in(project: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ABLATE_")} | {"PYTHONPATH": str(project)}
+    return subprocess.run(
+        [sys.executable, "ablate.py", *args], cwd=project, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_use_paper_then_default_round_trips_to_a_clean_checkout(tmp_path):
+    """use paper → check passes → use default → check passes; params.yaml and dvc.yaml are
+    byte-identical to the commit and git sees no change and no untracked file (the backup is
+    in the ignored artifacts/)."""
+    project = clone(tmp_path / "clone")
+    write_csv_inputs(ROOT / "configs/paper.yaml", project)  # the data paper needs, under the ignored data/
+    start = {name: (project / name).read_bytes() for name in ("params.yaml", "dvc.yaml")}
+
+    used = ablate_in(project, "use", "paper")
+    assert used.returncode == 0, used.stderr
+    assert "dvc.yaml regenerated" in used.stdout
+    assert (project / "params.yaml").read_bytes() == (project / "configs/paper.yaml").read_bytes()
+    checked = ablate_in(project, "check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    back = ablate_in(project, "use", "default")
+    assert back.returncode == 0, back.stderr
+    checked = ablate_in(project, "check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert {name: (project / name).read_bytes() for name in start} == start
+    assert git(project, "status", "--porcelain", "--untracked-files=all") == ""
+    assert (project / "artifacts/params.yaml.bak").read_bytes() == (project / "configs/paper.yaml").read_bytes()
+
+
+def test_use_default_after_git_checkout_repairs_dvc_yaml(tmp_path):
+    """`git checkout params.yaml` alone leaves paper's dvc.yaml; `ablate use default` finds
+    params.yaml already committed and regenerates dvc.yaml, so check passes again."""
+    project = clone(tmp_path / "clone")
+    write_csv_inputs(ROOT / "configs/paper.yaml", project)
+    assert ablate_in(project, "use", "paper").returncode == 0
+    git(project, "checkout", "params.yaml")
+    assert ablate_in(project, "check").returncode == 1  # dvc.yaml still paper's
+    back = ablate_in(project, "use", "default")
+    assert back.returncode == 0 and "already holds" in back.stdout, back.stderr
+    assert ablate_in(project, "check").returncode == 0
+    assert git(project, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+def test_use_default_outside_git_says_why(tmp_path):
+    project = clone(tmp_path / "clone")
+    shutil.rmtree(project / ".git")
+    proc = ablate_in(project, "use", "default")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "ablate: error: default: is params.yaml as committed (git show HEAD:./params.yaml), which failed:" in (
+        proc.stderr
+    )
