@@ -297,19 +297,54 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cell_values(args) -> dict[str, str]:
+    """``--axis=value`` / ``--cell=NAME`` flags as a dict; -h/--help prints the command's help."""
+    if any(item in ("-h", "--help") for item in args.values):
+        args.cell_parser.print_help()
+        raise SystemExit(0)
+    values = {}
+    for item in args.values:
+        key, eq, value = item.removeprefix("--").partition("=")
+        if not item.startswith("--") or not eq or not key:
+            args.cell_parser.error(f"{item!r}: expected --AXIS=VALUE for every grid axis, or --cell=NAME")
+        values[key] = value
+    if not values:
+        args.cell_parser.error("name the cell: --AXIS=VALUE for every grid axis, or --cell=NAME")
+    return values
+
+
+def require_wandb() -> None:
+    """W&B logging is the command's last step: a missing wandb fails here, before any compute."""
+    if os.environ.get("WANDB_MODE") == "disabled":
+        return
+    try:
+        import wandb  # noqa: F401
+    except ImportError as e:
+        raise UsageError(
+            f"cannot import wandb ({e}): install it (pip install wandb), or set WANDB_MODE=disabled "
+            "to build the cell and print its metrics without logging them"
+        ) from None
+
+
 def cmd_cell(args) -> int:
-    """Build one cell's nodes (store hits or computes), then log its metrics to W&B."""
+    """Build one cell's nodes into the store (store hits or computes), then log its metrics to W&B.
+
+    The workspaces are left to the engines: they track them (Snakemake by mtime, DVC by dvc.lock),
+    so a result written there behind their back, under params.yaml as it was then, outlives a
+    later edit of params.yaml unseen. The next engine run restores the cell's nodes from the
+    store, without compute."""
+    values = cell_values(args)
     plan = _plan(args)
     study = plan.studies[args.study]
-    values = dict(item.removeprefix("--").split("=", 1) for item in args.values)
     cell = sweep.cell_from_args(study, values)
-    for stage, (_, spec) in plan.stages[study.kind].items():
-        if not spec.gather:
-            node = plan.by_cell[study.name, cell.name, stage]
-            code = runner.build(record.of_node(plan, node), Store())
-            if code:
-                return code
-    metrics = sweep.cell_metrics(plan, study.name, cell.name)
+    require_wandb()
+    store = Store()
+    for stage in sweep.cell_stages(plan, study):
+        node = plan.by_cell[study.name, cell.name, stage]
+        code = runner.build(record.of_node(plan, node), store, workspace=False)
+        if code:
+            return code
+    metrics = sweep.cell_metrics(plan, study.name, cell.name, store)
     if os.environ.get("WANDB_MODE") != "disabled":
         print(f"W&B run: {sweep.log_to_wandb(study, cell, metrics)}")
     print(json.dumps(metrics, indent=1))
@@ -437,11 +472,13 @@ def parser() -> argparse.ArgumentParser:
         "cell",
         cmd_cell,
         "Build one cell, given as --cell=NAME (grid or named: what a W&B sweep agent runs) or as "
-        "--axis=value for every grid axis, "
-        "and log its metrics to a W&B run (offline by default; WANDB_MODE=disabled logs nothing).",
+        "--axis=value for every grid axis, into the store (workspaces are the engines': their next run "
+        "restores it without compute), and log its metrics to a W&B run (offline by default; "
+        "WANDB_MODE=disabled logs nothing).",
     )
     sp.add_argument("study")
     sp.add_argument("values", nargs=argparse.REMAINDER, help="--cell=NAME, or --axis=value for every axis of the grid")
+    sp.set_defaults(cell_parser=sp)
     sp = add(
         "memory-safe",
         cmd_memory_safe,

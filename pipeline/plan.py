@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from pipeline.fingerprint import file_digest, node_fingerprint
 from pipeline.params import Cell, ParamsError, Study, axis_slug, did_you_mean
 from pipeline.paths import fingerprint_path, workspace_path
 from pipeline.spec import StageSpec
+from pipeline.store import read_meta
 
 BASE = "base"
 
@@ -229,13 +231,15 @@ class Plan:
         """Write each node's fingerprint file only when its content changes, and every node's
         record for the engine's jobs (pipeline.record); returns how many fingerprints changed.
         A changed node whose workspace already holds its artifact (``dvc pull``) is adopted
-        into the store here, where both engines pass before any job (pipeline.runner.adopt_pulled)."""
+        into the store here, where both engines pass before any job (pipeline.runner.adopt_pulled).
+        An unchanged node whose workspace holds another fingerprint is set aside (set_aside_strays)."""
         record.write_all(self, root)
-        changed = []
+        changed, unchanged = [], []
         for node in self.nodes.values():
             path = node.fingerprint_file(root)
             try:
                 if path.read_text() == node.fingerprint:
+                    unchanged.append(node)
                     continue
             except FileNotFoundError:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -247,7 +251,46 @@ class Plan:
             from pipeline.runner import adopt_pulled  # the store's business: imported only when needed
 
             adopt_pulled(changed, root)
+        set_aside_strays(unchanged, root)
         return len(changed)
+
+
+def set_aside_strays(nodes: list[Node], root: Path | None = None) -> int:
+    """Make the engines rebuild every node among ``nodes`` (whose fingerprint file did not change)
+    whose workspace holds an artifact of another fingerprint, written behind their back (an older
+    `ablate cell`, a copy, a `dvc checkout` of another commit); returns how many.
+
+    Neither engine would see it: Snakemake reruns a job only when an input's content changes,
+    never for a newer output, and the fingerprint file's content is right. So the stray meta.json
+    goes (its artifact adopted into the store first when it verifies and the store lacks it):
+    Snakemake then sees a missing output, DVC an output that differs from dvc.lock, and the job
+    restores the plan's artifact from the store, or computes it. A workspace whose fingerprint
+    file changed in this pass is left as it is: the engines rerun it anyway, and until then
+    `ablate why` reads what it was built from."""
+    from pipeline.store import Store
+
+    store, strays = Store(), []
+    for node in nodes:
+        ws = node.workspace(root)
+        held = (read_meta(ws) or {}).get("fingerprint")
+        if held in (None, node.fingerprint):
+            continue
+        try:
+            if not store.get(held):
+                store.require_writable()
+                store.adopt(held, ws)
+        except OSError:  # an unreachable store: the job says so, naming it
+            pass
+        (ws / "meta.json").unlink()
+        strays.append(f"{node.label} held {held[:12]}")
+    if strays:
+        shown = "; ".join(strays[:3]) + (f"; and {len(strays) - 3} more" if len(strays) > 3 else "")
+        print(
+            f"[ablate] {len(strays)} workspace(s) held another fingerprint than the plan's ({shown}), "
+            "written behind the engine's back: set aside (kept in the store), so their jobs restore the plan's",
+            file=sys.stderr,
+        )
+    return len(strays)
 
 
 def build(params_path: Path | str, recipes: dict[str, tuple[str, ...]], only: list[str] | None = None) -> Plan:

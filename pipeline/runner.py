@@ -186,9 +186,11 @@ def _compute(node: NodeRecord, store: Store, gpu_env: dict[str, str]) -> tuple[i
     return 0, meta
 
 
-def build(node: NodeRecord, store: Store, planned: bool = True) -> int:
+def build(node: NodeRecord, store: Store, planned: bool = True, workspace: bool = True) -> int:
     """Make ``node``'s workspace hold its current artifact; returns an exit code.
-    ``planned``: whether ``node`` came from planning here or from the engine run's record (logged)."""
+    ``planned``: whether ``node`` came from planning here or from the engine run's record (logged).
+    ``workspace=False``: make the store hold it and leave the workspace alone (`ablate cell`:
+    workspaces are the engines', which track them by mtime and dvc.lock)."""
 
     def log(action: str, **extra: Any) -> None:
         log_build(node, action, planned=planned, **extra)
@@ -200,7 +202,7 @@ def build(node: NodeRecord, store: Store, planned: bool = True) -> int:
         say(f"{node.label}: error: {e}")
         return 2
     in_workspace = (read_meta(ws) or {}).get("fingerprint") == fp
-    if in_workspace and store.get(fp):
+    if (in_workspace or not workspace) and store.get(fp):
         say(f"{node.label}: up to date")
         log("up_to_date")
         return 0
@@ -230,7 +232,8 @@ def build(node: NodeRecord, store: Store, planned: bool = True) -> int:
         return 0
     with store.lock(fp, on_wait=lambda: say(f"{node.label}: another builder holds it; waiting")):
         if store.get(fp):
-            store.materialize(fp, ws)
+            if workspace:
+                store.materialize(fp, ws)
             say(f"{node.label}: restored from the store (fingerprint {fp[:12]}), no compute")
             log("store_hit")
             return 0
@@ -244,7 +247,8 @@ def build(node: NodeRecord, store: Store, planned: bool = True) -> int:
             say(f"{node.label}: {info['status']} ({how})")
             log(info["status"], exit_code=code)
             return code
-        store.materialize(fp, ws)
+        if workspace:
+            store.materialize(fp, ws)
     wall = info["timing"]["wall_s"]
     say(f"{node.label}: computed in {wall:.1f} s, peak RSS {info['peak_rss_mb']:.0f} MB")
     log("computed", wall_s=wall)
