@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import signal
 import socket
 import subprocess
@@ -118,6 +117,16 @@ def classify(returncode: int, oom_kills_before: int | None, oom_kills_after: int
     return "failed"
 
 
+def run_measured(cmd: list[str], **popen: Any) -> tuple[int, float]:
+    """Run ``cmd``: its exit status (negative: the signal that ended it) and its own peak RSS in MB.
+    os.wait4 reads this child's peak; RUSAGE_CHILDREN would give the largest of every child this
+    process has waited for (`ablate cell` and `ablate memory-safe` run several)."""
+    child = subprocess.Popen(cmd, **popen)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return child.returncode, usage.ru_maxrss / 1024
+
+
 def _compute(node: NodeRecord, store: Store, gpu_env: dict[str, str]) -> tuple[int, dict[str, Any]]:
     """Run the stage in a child process writing into a fresh temp dir; publish on success.
     ``gpu_env``: the pinned device(s) as CUDA_VISIBLE_DEVICES ({} when unpinned)."""
@@ -151,18 +160,17 @@ def _compute(node: NodeRecord, store: Store, gpu_env: dict[str, str]) -> tuple[i
     started, kills_before = time.time(), oom_kills()
     root = project.root()
     env = {**os.environ, "OMP_NUM_THREADS": str(_threads()), "PYTHONPATH": str(root), **gpu_env}
-    proc = subprocess.run([sys.executable, "-m", "pipeline.child", str(job)], env=env, cwd=root)
+    returncode, peak_mb = run_measured([sys.executable, "-m", "pipeline.child", str(job)], env=env, cwd=root)
     wall = time.time() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     result_path = job.with_suffix(".result")
     result = json.loads(result_path.read_text()) if result_path.exists() else {}
     for f in (job, result_path):
         f.unlink(missing_ok=True)
-    if proc.returncode != 0:
+    if returncode != 0:
         _remove_tree(tmp)
         info = {
-            "status": classify(proc.returncode, kills_before, oom_kills()),
-            "exit_code": proc.returncode,
+            "status": classify(returncode, kills_before, oom_kills()),
+            "exit_code": returncode,
             "node": node.label,
             "error": result.get("error"),
             "wall_s": wall,
@@ -170,7 +178,7 @@ def _compute(node: NodeRecord, store: Store, gpu_env: dict[str, str]) -> tuple[i
             "time": time.time(),
         }
         store.record_failure(node.fingerprint, info)
-        return proc.returncode, info
+        return returncode, info
     meta = {
         "status": "ok",
         "parts": node.parts,
