@@ -360,18 +360,19 @@ def cmd_memory_safe(args) -> int:
     from pipeline import memory
     from studies.ska.memory import MARGIN, available_bytes
 
-    if args.device == "cuda" and not args.budget_gb:
+    if args.device == "cuda":
         import torch
 
-        if not torch.cuda.is_available():
+        if not torch.cuda.is_available():  # a CUDA peak is measured on a GPU, so even with --budget-gb
             raise UsageError(
                 "--device cuda: no CUDA device is available here; use --device cpu, "
-                "or --budget-gb N to plan for another machine's memory"
+                "or run it on the GPU machine (--budget-gb N plans for less memory than is free)"
             )
     plan = _plan(args)
     study = plan.studies[args.study]
     if memory.TRAIN not in plan.stages[study.kind]:
-        trained = [s.name for s in plan.studies.values() if memory.TRAIN in plan.stages[s.kind]]
+        every = _plan(argparse.Namespace(params=args.params, study=None))
+        trained = [s.name for s in every.studies.values() if memory.TRAIN in every.stages[s.kind]]
         raise UsageError(f"{study.name} has no train stage to measure; studies with one: {', '.join(trained)}")
     free, where = (args.budget_gb * 2**30, "given budget") if args.budget_gb else available_bytes(args.device)
     device = "cuda" if args.device == "cuda" or where.startswith("cuda") else "cpu"
