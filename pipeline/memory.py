@@ -3,7 +3,7 @@ train stage for a few steps in a child process and reads that child's peak RSS (
 peak on a GPU).
 
 A formula undercounted ska_lm's peak tenfold (0.045 GiB estimated, ≈ 496 MB recorded): it
-left out the process itself (Python, torch and its kernels, ≈ 300 MB before any tensor), the
+left out the process itself (Python with torch imported: 220 MB measured here), the
 data a stage loads and the allocator's slack. The probe counts all of them, for every study
 with a train stage and no per-study model: it is the same code, params and data as the build,
 with ``steps`` cut to ``PROBE_STEPS`` (a training step's memory does not grow with their
