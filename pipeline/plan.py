@@ -232,7 +232,7 @@ class Plan:
         record for the engine's jobs (pipeline.record); returns how many fingerprints changed.
         A changed node whose workspace already holds its artifact (``dvc pull``) is adopted
         into the store here, where both engines pass before any job (pipeline.runner.adopt_pulled).
-        An unchanged node whose workspace holds another fingerprint is set aside (set_aside_strays)."""
+        An unchanged node whose workspace was given another fingerprint since is set aside (set_aside_strays)."""
         record.write_all(self, root)
         changed, unchanged = [], []
         for node in self.nodes.values():
@@ -264,14 +264,22 @@ def set_aside_strays(nodes: list[Node], root: Path | None = None) -> int:
     never for a newer output, and the fingerprint file's content is right. So the stray meta.json
     goes (its artifact adopted into the store first when it verifies and the store lacks it):
     Snakemake then sees a missing output, DVC an output that differs from dvc.lock, and the job
-    restores the plan's artifact from the store, or computes it. A workspace whose fingerprint
-    file changed in this pass is left as it is: the engines rerun it anyway, and until then
-    `ablate why` reads what it was built from."""
+    restores the plan's artifact from the store, or computes it.
+
+    Only a meta.json put in place (its inode's ctime: linked, copied or renamed there) after the
+    fingerprint file was last written counts: an older one is a workspace the engines have not
+    rebuilt yet since the fingerprint changed (`snakemake -n`, an interrupted run), which they
+    rerun anyway and which `ablate why` reads until then."""
     from pipeline.store import Store
 
     store, strays = Store(), []
     for node in nodes:
         ws = node.workspace(root)
+        try:
+            if (ws / "meta.json").stat().st_ctime_ns <= node.fingerprint_file(root).stat().st_mtime_ns:
+                continue
+        except FileNotFoundError:
+            continue
         held = (read_meta(ws) or {}).get("fingerprint")
         if held in (None, node.fingerprint):
             continue

@@ -144,3 +144,17 @@ def test_a_named_cell_builds(project):
     printed = ablate_cell(project, "--cell=cube_big").stdout
     assert logged(printed)["power/total"] == sum(v**3 for v in toy_values(0, 7))
     assert project.computed() == {"gen": 1, "power": 1}
+
+
+def test_a_workspace_the_engine_has_yet_to_rebuild_is_not_set_aside(project):
+    """After a params edit and two dry runs, the stale workspaces stay (stale, not pending), so
+    `ablate why` still reads what they were built from; only the real run rebuilds them."""
+    project.snakemake()
+    project.edit("params.yaml", "n: 5", "n: 6")
+    project.snakemake("-n")
+    second = project.snakemake("-n")
+    assert "held another fingerprint" not in second.stderr
+    states = project.status()
+    assert states["toy/gen/seed=0"] == "stale" and states["toy/power/seed=0,exponent=2"] == "stale"
+    why = project.run(sys.executable, "-m", "ablate", "why", "toy/gen/seed=0").stdout
+    assert "params.n: 5 → 6" in why
