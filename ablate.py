@@ -329,10 +329,10 @@ def require_wandb() -> None:
 def cmd_cell(args) -> int:
     """Build one cell's nodes into the store (store hits or computes), then log its metrics to W&B.
 
-    The workspaces are left to the engines: they track them (Snakemake by mtime, DVC by dvc.lock),
-    so a result written there behind their back, under params.yaml as it was then, outlives a
-    later edit of params.yaml unseen. The next engine run restores the cell's nodes from the
-    store, without compute."""
+    The workspaces are left to the engines, which track them through the fingerprint files
+    (Snakemake by their content, DVC by dvc.lock): a result written there behind their back,
+    under params.yaml as it was then, would outlive a later edit of params.yaml unseen. The next
+    engine run restores the cell's nodes from the store, without compute."""
     values = cell_values(args)
     plan = _plan(args)
     study = plan.studies[args.study]

@@ -198,7 +198,7 @@ def build(node: NodeRecord, store: Store, planned: bool = True, workspace: bool 
     """Make ``node``'s workspace hold its current artifact; returns an exit code.
     ``planned``: whether ``node`` came from planning here or from the engine run's record (logged).
     ``workspace=False``: make the store hold it and leave the workspace alone (`ablate cell`:
-    workspaces are the engines', which track them by mtime and dvc.lock)."""
+    workspaces are the engines', which track them through the fingerprint files)."""
 
     def log(action: str, **extra: Any) -> None:
         log_build(node, action, planned=planned, **extra)
