@@ -297,19 +297,54 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cell_values(args) -> dict[str, str]:
+    """``--axis=value`` / ``--cell=NAME`` flags as a dict; -h/--help prints the command's help."""
+    if any(item in ("-h", "--help") for item in args.values):
+        args.cell_parser.print_help()
+        raise SystemExit(0)
+    values = {}
+    for item in args.values:
+        key, eq, value = item.removeprefix("--").partition("=")
+        if not item.startswith("--") or not eq or not key:
+            args.cell_parser.error(f"{item!r}: expected --AXIS=VALUE for every grid axis, or --cell=NAME")
+        values[key] = value
+    if not values:
+        args.cell_parser.error("name the cell: --AXIS=VALUE for every grid axis, or --cell=NAME")
+    return values
+
+
+def require_wandb() -> None:
+    """W&B logging is the command's last step: a missing wandb fails here, before any compute."""
+    if os.environ.get("WANDB_MODE") == "disabled":
+        return
+    try:
+        import wandb  # noqa: F401
+    except ImportError as e:
+        raise UsageError(
+            f"cannot import wandb ({e}): install it (pip install wandb), or set WANDB_MODE=disabled "
+            "to build the cell and print its metrics without logging them"
+        ) from None
+
+
 def cmd_cell(args) -> int:
-    """Build one cell's nodes (store hits or computes), then log its metrics to W&B."""
+    """Build one cell's nodes into the store (store hits or computes), then log its metrics to W&B.
+
+    The workspaces are left to the engines, which track them through the fingerprint files
+    (Snakemake by their content, DVC by dvc.lock): a result written there behind their back,
+    under params.yaml as it was then, would outlive a later edit of params.yaml unseen. The next
+    engine run restores the cell's nodes from the store, without compute."""
+    values = cell_values(args)
     plan = _plan(args)
     study = plan.studies[args.study]
-    values = dict(item.removeprefix("--").split("=", 1) for item in args.values)
     cell = sweep.cell_from_args(study, values)
-    for stage, (_, spec) in plan.stages[study.kind].items():
-        if not spec.gather:
-            node = plan.by_cell[study.name, cell.name, stage]
-            code = runner.build(record.of_node(plan, node), Store())
-            if code:
-                return code
-    metrics = sweep.cell_metrics(plan, study.name, cell.name)
+    require_wandb()
+    store = Store()
+    for stage in sweep.cell_stages(plan, study):
+        node = plan.by_cell[study.name, cell.name, stage]
+        code = runner.build(record.of_node(plan, node), store, workspace=False)
+        if code:
+            return code
+    metrics = sweep.cell_metrics(plan, study.name, cell.name, store)
     if os.environ.get("WANDB_MODE") != "disabled":
         print(f"W&B run: {sweep.log_to_wandb(study, cell, metrics)}")
     print(json.dumps(metrics, indent=1))
@@ -317,55 +352,86 @@ def cmd_cell(args) -> int:
 
 
 def cmd_memory_safe(args) -> int:
-    """Estimate every cell's peak against free memory; refuse cells that cannot fit; suggest a preset."""
+    """Each cell's peak memory against free memory: the peak its build recorded, else one measured
+    by running its train stage for a few steps (pipeline.memory); refuse cells that cannot fit,
+    and for a study with a memory model (ska_lm) suggest the largest preset that does."""
     import importlib
 
-    from studies.ska.memory import MARGIN, available_bytes, estimate, preset
+    from pipeline import memory
+    from studies.ska.memory import MARGIN, available_bytes
 
-    if args.device == "cuda" and not args.budget_gb:
+    if args.device == "cuda":
         import torch
 
-        if not torch.cuda.is_available():
+        if not torch.cuda.is_available():  # a CUDA peak is measured on a GPU, so even with --budget-gb
             raise UsageError(
                 "--device cuda: no CUDA device is available here; use --device cpu, "
-                "or --budget-gb N to plan for another machine's memory"
+                "or run it on the GPU machine (--budget-gb N plans for less memory than is free)"
             )
     plan = _plan(args)
     study = plan.studies[args.study]
-    modules = [importlib.import_module(m) for m, _ in plan.stages[study.kind].values()]
-    shaper = next((m.memory_shape for m in modules if hasattr(m, "memory_shape")), None)
-    if shaper is None:
-        raise ParamsError(f"studies.{study.name}", f"kind {study.kind!r} has no memory model")
+    if memory.TRAIN not in plan.stages[study.kind]:
+        every = _plan(argparse.Namespace(params=args.params, study=None))
+        trained = [s.name for s in every.studies.values() if memory.TRAIN in every.stages[s.kind]]
+        raise UsageError(f"{study.name} has no train stage to measure; studies with one: {', '.join(trained)}")
     free, where = (args.budget_gb * 2**30, "given budget") if args.budget_gb else available_bytes(args.device)
+    device = "cuda" if args.device == "cuda" or where.startswith("cuda") else "cpu"
     budget = int(free * (1 - MARGIN))
     print(f"{where}: {free / 2**30:.2f} GiB; budget after a {MARGIN:.0%} margin: {budget / 2**30:.2f} GiB")
-    refused = []
+    store, peaks, refused = Store(), {}, []
     for cell in study.cells:
-        if cell.params.get("attention", "ska") != "ska":
-            continue
-        need = sum(estimate(shaper(cell.params)).values())
+        node = memory.train_node(plan, study.name, cell.name)
+        if node.fingerprint not in peaks:
+            recorded = memory.recorded_peak_mb(node, store, device)
+            how = "recorded" if recorded is not None else "probed"
+            try:
+                mb = recorded if recorded is not None else memory.probe_peak_mb(plan, node, store, device)
+            except memory.ProbeError as e:
+                print(f"ablate: error: {e}", file=sys.stderr)
+                return 1
+            peaks[node.fingerprint] = (mb * 2**20, how)
+        need, how = peaks[node.fingerprint]
         ok = need <= budget
         refused += [] if ok else [cell.name]
-        print(f"  {'fits ' if ok else 'REFUSE'} {need / 2**30:8.3f} GiB  {cell.name}")
-    base = shaper(study.params)
-    chosen = preset(base, budget)
-    if chosen is None:
-        print("no window/stride/minhash_k/router_topk fits: reduce batch_size, seq_len or d_model")
-    else:
-        parts = estimate(chosen)
-        top = sorted(parts.items(), key=lambda kv: -kv[1])[:3]
-        print(
-            f"preset (largest bank that fits): window: {chosen.window}, stride: {chosen.stride}, "
-            f"minhash_k: {chosen.minhash_k}, router_topk: {chosen.router_topk}  "
-            f"(estimated {sum(parts.values()) / 2**30:.3f} GiB; largest terms: "
-            + ", ".join(f"{k} {v / 2**20:.0f} MiB" for k, v in top)
-            + ")"
-        )
+        print(f"  {'fits ' if ok else 'REFUSE'} {need / 2**30:8.3f} GiB  {how:8}  {cell.name}", flush=True)
+    modules = [importlib.import_module(m) for m, _ in plan.stages[study.kind].values()]
+    shaper = next((m.memory_shape for m in modules if hasattr(m, "memory_shape")), None)
+    if shaper is not None:
+        suggest_preset(study, plan, peaks, shaper, budget)
     if refused:
         shown = ", ".join(refused[:3]) + (f" and {len(refused) - 3} more (listed above)" if len(refused) > 3 else "")
         print(f"ablate: error: {len(refused)} cell(s) cannot fit: {shown}", file=sys.stderr)
         return 1
     return 0
+
+
+def suggest_preset(study, plan, peaks, shaper, budget) -> None:
+    """The largest window/stride/minhash_k/router_topk whose peak fits: the study's formula, offset
+    by what it leaves out (the process, the data, the allocator), measured as the largest gap
+    between a cell's measured peak and its formula."""
+    from pipeline import memory
+    from studies.ska.memory import estimate, preset
+
+    gaps = [
+        peaks[memory.train_node(plan, study.name, c.name).fingerprint][0] - sum(estimate(shaper(c.params)).values())
+        for c in study.cells
+        if c.params.get("attention", "ska") == "ska"
+    ]
+    if not gaps:
+        return
+    offset = max(gaps)
+    chosen = preset(shaper(study.params), budget - offset)
+    if chosen is None:
+        print("no window/stride/minhash_k/router_topk fits: reduce batch_size, seq_len or d_model")
+        return
+    parts = estimate(chosen)
+    top = sorted(parts.items(), key=lambda kv: -kv[1])[:3]
+    print(
+        f"preset (largest bank that fits): window: {chosen.window}, stride: {chosen.stride}, "
+        f"minhash_k: {chosen.minhash_k}, router_topk: {chosen.router_topk}  "
+        f"(estimated {(sum(parts.values()) + offset) / 2**30:.3f} GiB: {offset / 2**30:.3f} GiB measured beyond "
+        "the formula, largest formula terms " + ", ".join(f"{k} {v / 2**20:.0f} MiB" for k, v in top) + ")"
+    )
 
 
 CACHE_ONLY_HELP = (
@@ -437,16 +503,20 @@ def parser() -> argparse.ArgumentParser:
         "cell",
         cmd_cell,
         "Build one cell, given as --cell=NAME (grid or named: what a W&B sweep agent runs) or as "
-        "--axis=value for every grid axis, "
-        "and log its metrics to a W&B run (offline by default; WANDB_MODE=disabled logs nothing).",
+        "--axis=value for every grid axis, into the store (workspaces are the engines': their next run "
+        "restores it without compute), and log its metrics to a W&B run (offline by default; "
+        "WANDB_MODE=disabled logs nothing).",
     )
     sp.add_argument("study")
     sp.add_argument("values", nargs=argparse.REMAINDER, help="--cell=NAME, or --axis=value for every axis of the grid")
+    sp.set_defaults(cell_parser=sp)
     sp = add(
         "memory-safe",
         cmd_memory_safe,
-        "Estimate each cell's peak memory against free device memory, "
-        "refuse cells that cannot fit, and print the largest window/stride/minhash_k/router_topk that does. "
+        "Check each cell's peak memory against free device memory: the peak its build recorded, else one "
+        "measured by running its train stage for 2 steps (its upstream is built into the store first); "
+        "refuse cells that cannot fit, and for ska_lm print the largest window/stride/minhash_k/router_topk "
+        "that does. "
         "Build with ABLATE_MEMORY_SAFE=1 to make train stages refuse such cells before allocating.",
     )
     sp.add_argument("study")

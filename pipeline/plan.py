@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from pipeline.fingerprint import file_digest, node_fingerprint
 from pipeline.params import Cell, ParamsError, Study, axis_slug, did_you_mean
 from pipeline.paths import fingerprint_path, workspace_path
 from pipeline.spec import StageSpec
+from pipeline.store import read_meta
 from pipeline.validate import check_study, reads_of
 
 BASE = "base"
@@ -198,13 +200,15 @@ class Plan:
         """Write each node's fingerprint file only when its content changes, and every node's
         record for the engine's jobs (pipeline.record); returns how many fingerprints changed.
         A changed node whose workspace already holds its artifact (``dvc pull``) is adopted
-        into the store here, where both engines pass before any job (pipeline.runner.adopt_pulled)."""
+        into the store here, where both engines pass before any job (pipeline.runner.adopt_pulled).
+        An unchanged node whose workspace was given another fingerprint since is set aside (set_aside_strays)."""
         record.write_all(self, root)
-        changed = []
+        changed, unchanged = [], []
         for node in self.nodes.values():
             path = node.fingerprint_file(root)
             try:
                 if path.read_text() == node.fingerprint:
+                    unchanged.append(node)
                     continue
             except FileNotFoundError:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -216,7 +220,54 @@ class Plan:
             from pipeline.runner import adopt_pulled  # the store's business: imported only when needed
 
             adopt_pulled(changed, root)
+        set_aside_strays(unchanged, root)
         return len(changed)
+
+
+def set_aside_strays(nodes: list[Node], root: Path | None = None) -> int:
+    """Make the engines rebuild every node among ``nodes`` (whose fingerprint file did not change)
+    whose workspace holds an artifact of another fingerprint, written behind their back (an older
+    `ablate cell`, a copy, a `dvc checkout` of another commit); returns how many.
+
+    Neither engine would see it: Snakemake reruns a job only when an input's content changes,
+    never for a newer output, and the fingerprint file's content is right. So the stray meta.json
+    goes (its artifact adopted into the store first when it verifies and the store lacks it):
+    Snakemake then sees a missing output, DVC an output that differs from dvc.lock, and the job
+    restores the plan's artifact from the store, or computes it.
+
+    Only a meta.json put in place (its inode's ctime: linked, copied or renamed there) after the
+    fingerprint file was last written counts: an older one is a workspace the engines have not
+    rebuilt yet since the fingerprint changed (`snakemake -n`, an interrupted run), which they
+    rerun anyway and which `ablate why` reads until then."""
+    from pipeline.store import Store
+
+    store, strays = Store(), []
+    for node in nodes:
+        ws = node.workspace(root)
+        try:
+            if (ws / "meta.json").stat().st_ctime_ns <= node.fingerprint_file(root).stat().st_mtime_ns:
+                continue
+        except FileNotFoundError:
+            continue
+        held = (read_meta(ws) or {}).get("fingerprint")
+        if held in (None, node.fingerprint):
+            continue
+        try:
+            if not store.get(held):
+                store.require_writable()
+                store.adopt(held, ws)
+        except OSError:  # an unreachable store: the job says so, naming it
+            pass
+        (ws / "meta.json").unlink()
+        strays.append(f"{node.label} held {held[:12]}")
+    if strays:
+        shown = "; ".join(strays[:3]) + (f"; and {len(strays) - 3} more" if len(strays) > 3 else "")
+        print(
+            f"[ablate] {len(strays)} workspace(s) held another fingerprint than the plan's ({shown}), "
+            "written behind the engine's back: set aside (kept in the store), so their jobs restore the plan's",
+            file=sys.stderr,
+        )
+    return len(strays)
 
 
 def build(params_path: Path | str, recipes: dict[str, tuple[str, ...]], only: list[str] | None = None) -> Plan:

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import signal
 import socket
 import subprocess
@@ -118,6 +117,16 @@ def classify(returncode: int, oom_kills_before: int | None, oom_kills_after: int
     return "failed"
 
 
+def run_measured(cmd: list[str], **popen: Any) -> tuple[int, float]:
+    """Run ``cmd``: its exit status (negative: the signal that ended it) and its own peak RSS in MB.
+    os.wait4 reads this child's peak; RUSAGE_CHILDREN would give the largest of every child this
+    process has waited for (`ablate cell` and `ablate memory-safe` run several)."""
+    child = subprocess.Popen(cmd, **popen)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return child.returncode, usage.ru_maxrss / 1024
+
+
 def _compute(node: NodeRecord, store: Store, gpu_env: dict[str, str]) -> tuple[int, dict[str, Any]]:
     """Run the stage in a child process writing into a fresh temp dir; publish on success.
     ``gpu_env``: the pinned device(s) as CUDA_VISIBLE_DEVICES ({} when unpinned)."""
@@ -155,18 +164,17 @@ def _compute(node: NodeRecord, store: Store, gpu_env: dict[str, str]) -> tuple[i
     started, kills_before = time.time(), oom_kills()
     root = project.root()
     env = {**os.environ, "OMP_NUM_THREADS": str(_threads()), "PYTHONPATH": str(root), **gpu_env}
-    proc = subprocess.run([sys.executable, "-m", "pipeline.child", str(job)], env=env, cwd=root)
+    returncode, peak_mb = run_measured([sys.executable, "-m", "pipeline.child", str(job)], env=env, cwd=root)
     wall = time.time() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     result_path = job.with_suffix(".result")
     result = json.loads(result_path.read_text()) if result_path.exists() else {}
     for f in (job, result_path):
         f.unlink(missing_ok=True)
-    if proc.returncode != 0:
+    if returncode != 0:
         _remove_tree(tmp)
         info = {
-            "status": classify(proc.returncode, kills_before, oom_kills()),
-            "exit_code": proc.returncode,
+            "status": classify(returncode, kills_before, oom_kills()),
+            "exit_code": returncode,
             "node": node.label,
             "error": result.get("error"),
             "wall_s": wall,
@@ -174,7 +182,7 @@ def _compute(node: NodeRecord, store: Store, gpu_env: dict[str, str]) -> tuple[i
             "time": time.time(),
         }
         store.record_failure(node.fingerprint, info)
-        return proc.returncode, info
+        return returncode, info
     meta = {
         "status": "ok",
         "parts": node.parts,
@@ -198,10 +206,14 @@ def _compute(node: NodeRecord, store: Store, gpu_env: dict[str, str]) -> tuple[i
     return 0, meta
 
 
-def build(node: NodeRecord, store: Store, planned: bool = True, keep_going: bool = False) -> int:
+def build(
+    node: NodeRecord, store: Store, planned: bool = True, keep_going: bool = False, workspace: bool = True
+) -> int:
     """Make ``node``'s workspace hold its current artifact; returns an exit code.
     ``planned``: whether ``node`` came from planning here or from the engine run's record (logged).
-    ``keep_going``: a failure becomes the node's output and the exit code 0 (pipeline.failures)."""
+    ``keep_going``: a failure becomes the node's output and the exit code 0 (pipeline.failures).
+    ``workspace=False``: make the store hold it and leave the workspace alone (`ablate cell`:
+    workspaces are the engines', which track them through the fingerprint files)."""
 
     def log(action: str, **extra: Any) -> None:
         log_build(node, action, planned=planned, **extra)
@@ -213,7 +225,7 @@ def build(node: NodeRecord, store: Store, planned: bool = True, keep_going: bool
         say(f"{node.label}: error: {e}")
         return 2
     in_workspace = (read_meta(ws) or {}).get("fingerprint") == fp
-    if in_workspace and store.get(fp):
+    if (in_workspace or not workspace) and store.get(fp):
         say(f"{node.label}: up to date")
         log("up_to_date")
         return 0
@@ -243,7 +255,8 @@ def build(node: NodeRecord, store: Store, planned: bool = True, keep_going: bool
         return 0
     with store.lock(fp, on_wait=lambda: say(f"{node.label}: another builder holds it; waiting")):
         if store.get(fp):
-            store.materialize(fp, ws)
+            if workspace:
+                store.materialize(fp, ws)
             say(f"{node.label}: restored from the store (fingerprint {fp[:12]}), no compute")
             log("store_hit")
             return 0
@@ -266,7 +279,8 @@ def build(node: NodeRecord, store: Store, planned: bool = True, keep_going: bool
             say(f"{node.label}: built without {len(info['missing'])} cell(s) (not stored): {sorted(info['missing'])}")
             log("partial", wall_s=info["timing"]["wall_s"], missing=sorted(info["missing"]))
             return 0
-        store.materialize(fp, ws)
+        if workspace:
+            store.materialize(fp, ws)
     wall = info["timing"]["wall_s"]
     say(f"{node.label}: computed in {wall:.1f} s, peak RSS {info['peak_rss_mb']:.0f} MB")
     log("computed", wall_s=wall)

@@ -21,6 +21,7 @@ from typing import Any
 from pipeline.params import Cell, ParamsError, Study, axis_slug, format_value
 from pipeline.paths import artifacts_root
 from pipeline.plan import Plan
+from pipeline.store import Store, read_meta
 
 CELL = "cell"  # the sweep's one parameter: a cell's name
 GOALS = {"min": "minimize", "max": "maximize"}  # report_goal → W&B's goal
@@ -102,10 +103,20 @@ def cell_from_args(study: Study, args: dict[str, str]) -> Cell:
         raise ParamsError(f"studies.{study.name}", f"no cell {args[CELL]!r} (named cells: {named})")
     unknown = set(args) - set(study.axes)
     if unknown:
-        raise ParamsError(f"studies.{study.name}.grid", f"not an axis: {', '.join(sorted(unknown))}")
+        raise ParamsError(
+            f"studies.{study.name}.grid",
+            f"not an axis: {', '.join(sorted(unknown))}; the axes are {', '.join(study.axes)} (or --{CELL}=NAME)",
+        )
     missing = set(study.axes) - set(args)
     if missing:
         raise ParamsError(f"studies.{study.name}.grid", f"no value given for axis {', '.join(sorted(missing))}")
+    for axis, values in study.axes.items():
+        allowed = [format_value(_arg_value(axis, v)) for v in values]
+        if args[axis] not in allowed:
+            raise ParamsError(
+                f"studies.{study.name}.grid.{axis}",
+                f"{args[axis]!r} is not a value of this axis; allowed: {', '.join(allowed)}",
+            )
     for cell in study.cells + study.excluded:
         if not cell.named and all(format_value(_arg_value(a, cell.coords[a])) == args[a] for a in study.axes):
             if cell in study.excluded:
@@ -114,13 +125,12 @@ def cell_from_args(study: Study, args: dict[str, str]) -> Cell:
     raise ParamsError(f"studies.{study.name}.grid", f"no cell with {args}")
 
 
-def cell_metrics(plan: Plan, study: str, cell: str) -> dict[str, Any]:
-    """Numeric metrics of every built node of the cell, each under ``metric_key`` (``evaluate/test_perplexity``)."""
-    from pipeline.store import read_meta
-
+def cell_metrics(plan: Plan, study: str, cell: str, store: Store) -> dict[str, Any]:
+    """Numeric metrics of every stored node of the cell, each under ``metric_key`` (``evaluate/test_perplexity``),
+    read from the store: `ablate cell` builds into the store and leaves the workspaces to the engines."""
     out = {}
     for stage in cell_stages(plan, plan.studies[study]):
-        meta = read_meta(plan.by_cell[study, cell, stage].workspace()) or {}
+        meta = read_meta(store.entry(plan.by_cell[study, cell, stage].fingerprint)) or {}
         out |= {metric_key(stage, k): v for k, v in meta.get("metrics", {}).items() if isinstance(v, (int, float))}
     return out
 

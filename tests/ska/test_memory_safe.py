@@ -1,25 +1,40 @@
 """The memory-safe preset refuses what cannot fit, before anything is allocated."""
 
+import sys
+from pathlib import Path
+
 import pytest
+import yaml
 
 from ablate import main
-from pipeline.codehash import ROOT
-from pipeline.plan import build
 from pipeline.spec import Context, Params
-from stages import RECIPES
 from stages.ska import lm_train
 from studies.ska import memory
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
+from test_recipes_build import shrunk_params  # noqa: E402
 
-def test_cli_refuses_cells_over_the_budget_and_names_them(capsys):
-    assert main(["memory-safe", "ska_lm", "--budget-gb", "100"]) == 0
-    assert main(["memory-safe", "ska_lm", "--budget-gb", "0.01"]) == 1
+
+def test_cli_refuses_cells_over_the_budget_and_names_them(capsys, tmp_path, monkeypatch):
+    """On the tiny ska_lm (test_recipes_build's params, two cells): every cell is probed once
+    (the second call reads the kept probes), fits 100 GB, and is refused at 10 MB, by name."""
+    shrunk, _ = shrunk_params()
+    study = shrunk["studies"]["ska_lm"]
+    study.pop("grid", None)
+    study["cells"] = {"sdpa": study["cells"]["sdpa"]}
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"studies": {"ska_lm": study}}, sort_keys=False))
+    monkeypatch.setenv("ABLATE_ARTIFACTS", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("ABLATE_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert main(["--params", str(params), "memory-safe", "ska_lm", "--device", "cpu", "--budget-gb", "100"]) == 0
+    fits = capsys.readouterr().out
+    assert fits.count("probed") == 2 and "REFUSE" not in fits
+    assert main(["--params", str(params), "memory-safe", "ska_lm", "--device", "cpu", "--budget-gb", "0.01"]) == 1
     captured = capsys.readouterr()
-    ska_cells = [
-        c for c in build(ROOT / "params.yaml", RECIPES).studies["ska_lm"].cells if c.params["attention"] == "ska"
-    ]
-    assert f"{len(ska_cells)} cell(s) cannot fit" in captured.err  # every SKA cell (grid and named), none of sdpa
-    assert "REFUSE" in captured.out and "minhash_k=64,window=64,stride=32,router_topk=4,adapter_rank=16" in captured.out
+    assert "2 cell(s) cannot fit: base, sdpa" in captured.err
+    assert captured.out.count("REFUSE") == 2
+    assert "preset" not in captured.out and "no window/stride/minhash_k/router_topk fits" in captured.out
 
 
 def test_train_guard_raises_memory_error_only_when_enabled(monkeypatch, tmp_path):
