@@ -3,7 +3,9 @@
 ``test_oracle_z_*`` decodes a latent built from the SOLUTION (the source's training-time
 "accuracy") and is an upper reference, never a solver. Beside them the floors on the same test
 puzzles: ``chance`` (1/9) and ``candidate_uniform`` (a uniform guess among the digits the
-givens allow). Metrics per mode: blank_acc, puzzle_acc, group_ok, valid_frac (studies/ebm/metrics.py)."""
+givens allow). A test puzzle with no or several solutions is refused, naming its row (a board
+that solves it otherwise would be scored wrong). Metrics per mode: blank_acc, puzzle_acc,
+group_ok, valid_frac (studies/ebm/metrics.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ SPEC = StageSpec(
     name="evaluate",
     reads=(),
     needs=("sudoku_data", "train", "langevin"),
-    code=("studies.ebm.train", "studies.ebm.metrics", "stages.ebm.train"),
+    code=("studies.ebm.train", "studies.ebm.metrics", "studies.ebm.checks", "stages.ebm.train"),
     gpus=1,
 )
 
@@ -28,6 +30,7 @@ def run(ctx: Context) -> dict:
 
     from stages.common.trained import load_trained
     from stages.ebm.train import build_model, load_split
+    from studies.ebm.checks import check_unique
     from studies.ebm.metrics import solver_metrics
     from studies.ebm.train import evaluate_split
 
@@ -35,6 +38,7 @@ def run(ctx: Context) -> dict:
     model, _ = load_trained(ctx.input("train"), build_model)
     model.to(ctx.device).eval()
     test = load_split(ctx, "test")
+    check_unique(test["puzzles"], "sudoku_data test split")  # one stored solution must be THE solution
     with np.load(ctx.input("langevin") / "boards.npz") as f:
         boards = f["boards"]
     if boards.shape != test["puzzles"].shape:
