@@ -63,6 +63,7 @@ NO_MODEL = {
     "stages.poh.maze_data",
     "stages.poh.maze_parity",
     "stages.poh.maze_report",
+    "stages.ebm.report",
 }
 MODEL_STAGES = sorted({m for modules in RECIPES.values() for m in modules} - NO_MODEL)
 MODEL_STUDIES = sorted(
