@@ -8,7 +8,7 @@ import json
 from pipeline.spec import Context, StageSpec
 from stages.common.trained import save_trained
 
-MODEL_KEYS = ("cell_context", "z_norm", "z_noise", "target_proj")
+MODEL_KEYS = ("cell_context", "z_norm", "z_noise", "target_proj", "pos_std")
 LOSS_KEYS = ("constraint_weight",)
 TRAIN_KEYS = (
     "steps",
