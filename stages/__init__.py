@@ -56,4 +56,12 @@ RECIPES: dict[str, tuple[str, ...]] = {
         "stages.poh.maze_evaluate",
         "stages.poh.maze_report",
     ),
+    "ebm_sudoku": (
+        "stages.common.sudoku_data",
+        "stages.ebm.train",
+        "stages.ebm.langevin",
+        "stages.ebm.evaluate",
+        "stages.ebm.report",
+    ),
+    "ebm_interp": ("stages.common.sudoku_data", "stages.ebm.train", "stages.ebm.interp"),
 }

@@ -257,7 +257,7 @@ def head_ablation_effects(model, puzzles, solutions, chains: int = 4, steps: int
 
     def accuracy():
         boards = langevin(model, puzzles, chains, steps, generator=torch.Generator().manual_seed(seed)).boards
-        return blank_accuracy(boards.numpy(), np.asarray(solutions), np.asarray(puzzles))
+        return blank_accuracy(boards.cpu().numpy(), np.asarray(solutions), puzzles.cpu().numpy())
 
     base = accuracy()
     layers = model.decoder.blocks.layers

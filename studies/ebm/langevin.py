@@ -10,7 +10,8 @@
   accuracies were. Reported only in its own labelled column.
 
 Chains × puzzles run as one batch (row b·K + k is chain k of puzzle b), and all noise comes
-from one seeded generator, so a seed fixes the result.
+from one seeded CPU generator (drawn on the CPU, then moved to the model's device), so a seed
+fixes the result on any device.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def langevin(
     with torch.no_grad():
         tokens, z_ctx = model.context(puzzles)
     tokens, z_ctx, puz = (t.repeat_interleave(chains, 0) for t in (tokens, z_ctx, puzzles))
-    z = torch.randn(len(puz), model.cfg.d_z, generator=generator, device=puz.device)
+    z = torch.randn(len(puz), model.cfg.d_z, generator=generator).to(puz.device)
     frames = []
     with torch.enable_grad():
         for t in range(steps):
@@ -84,7 +85,7 @@ def langevin(
             if record:
                 frames.append(logits.detach().softmax(-1))
             (grad,) = torch.autograd.grad(e.sum(), z)
-            eps = torch.randn(z.shape, generator=generator, device=z.device)
+            eps = torch.randn(z.shape, generator=generator).to(z.device)
             z = z.detach() - eta * grad + noise * tau * eps
     with torch.no_grad():
         e, logits = energy(model, tokens, z_ctx, z, puz, tau=0.0)

@@ -15,6 +15,10 @@ Where we differ from the source, its behaviour is a switch:
 - `cell_context`: off in the source (the decoder sees only pooled z_ctx); on, the decoder also
   gets a projection of each cell's context token — the CPU evidence in docs/studies.md (energy-based solver).
 - `z_norm` / `z_noise`: the log's run 2 (no normalisation, noise 1.0) vs run 4 (unit norm, 0.1).
+- `pos_std`: the row/column/box embeddings' initial s.d. The source keeps PyTorch's N(0, 1)
+  (1.0), whose sum of three tables is ~5x the one-hot digit projection, so for the first
+  hundreds of CPU steps the cells look alike and the blank-cell CE stays at ln 9; 0.02 lets the
+  digits through from the start (the CPU default).
 The target encoder stays in eval mode (no dropout on targets) whatever mode the model is in.
 """
 
@@ -48,6 +52,7 @@ class EBMConfig:
     z_norm: bool = True
     z_noise: float = 0.1  # σ of the noise added to the training latent
     target_proj: str = "ema"  # ema | frozen (the source)
+    pos_std: float = 1.0  # initial s.d. of the position tables (1.0: PyTorch's default, the source)
 
     def __post_init__(self):
         for name in ("d_model", "n_layers", "n_heads", "d_ff", "d_z", "d_pred", "dec_layers", "dec_heads", "d_cell"):
@@ -59,6 +64,8 @@ class EBMConfig:
                 raise ValueError(f"EBMConfig.{width}={getattr(self, width)} is not divisible by {heads}")
         if self.target_proj not in ("ema", "frozen"):
             raise ValueError(f"EBMConfig.target_proj={self.target_proj!r} is not one of ('ema', 'frozen')")
+        if self.pos_std <= 0:
+            raise ValueError(f"EBMConfig.pos_std={self.pos_std} must be > 0")
         if not 0 <= self.dropout < 1 or self.z_noise < 0:
             raise ValueError(f"EBMConfig: dropout={self.dropout} must be in [0, 1), z_noise={self.z_noise} >= 0")
 
@@ -93,9 +100,12 @@ def config(name: str, **overrides) -> EBMConfig:
 class Positions(nn.Module):
     """Learned row + column + box embeddings: cells sharing a Sudoku unit share a component."""
 
-    def __init__(self, d: int):
+    def __init__(self, d: int, std: float = 1.0):
         super().__init__()
         self.row, self.col, self.box = (nn.Embedding(9, d) for _ in range(3))
+        if std != 1.0:  # 1.0: nn.Embedding's own N(0, 1), drawn as the source draws it
+            for table in (self.row, self.col, self.box):
+                nn.init.normal_(table.weight, std=std)
         r = torch.arange(81) // 9
         c = torch.arange(81) % 9
         self.register_buffer("ids", torch.stack([r, c, r // 3 * 3 + c // 3]), persistent=False)
@@ -116,7 +126,7 @@ class Encoder(nn.Module):
     def __init__(self, cfg: EBMConfig, in_ch: int):
         super().__init__()
         self.input_proj = nn.Linear(in_ch, cfg.d_model)
-        self.pos = Positions(cfg.d_model)
+        self.pos = Positions(cfg.d_model, cfg.pos_std)
         self.blocks = transformer(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.n_layers, cfg.dropout)
         self.norm = nn.LayerNorm(cfg.d_model)
 
@@ -149,7 +159,7 @@ class Decoder(nn.Module):
         self.d_cell = cfg.d_cell
         self.cell_proj = nn.Linear(cfg.d_model + cfg.d_z, 81 * cfg.d_cell)
         self.ctx_proj = nn.Linear(cfg.d_model, cfg.d_cell) if cfg.cell_context else None
-        self.pos = Positions(cfg.d_cell)
+        self.pos = Positions(cfg.d_cell, cfg.pos_std)
         self.blocks = transformer(cfg.d_cell, cfg.dec_heads, 4 * cfg.d_cell, cfg.dec_layers, cfg.dropout)
         self.head = nn.Linear(cfg.d_cell, 9)
 

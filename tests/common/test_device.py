@@ -63,6 +63,7 @@ NO_MODEL = {
     "stages.poh.maze_data",
     "stages.poh.maze_parity",
     "stages.poh.maze_report",
+    "stages.ebm.report",
 }
 MODEL_STAGES = sorted({m for modules in RECIPES.values() for m in modules} - NO_MODEL)
 MODEL_STUDIES = sorted(
@@ -156,14 +157,15 @@ class VirtualDevice(TorchFunctionMode):
 
 
 class ModuleDevices:
-    """A global forward pre-hook: the device types of every module call's own parameters and
-    tensor inputs, per module class."""
+    """A global forward pre-hook: the device types of every module call's own parameters, own
+    buffers (a module with neither parameters nor inputs, such as a position table built from an
+    index buffer, is placed by them) and tensor inputs, per module class."""
 
     def __init__(self):
         self.seen: dict[str, set[str]] = {}
 
     def __call__(self, module, inputs):
-        tensors = [*module.parameters(recurse=False)]
+        tensors = [*module.parameters(recurse=False), *module.buffers(recurse=False)]
         tensors += [t for t in pytree.tree_leaves(inputs) if isinstance(t, torch.Tensor)]
         self.seen.setdefault(type(module).__name__, set()).update(t.device.type for t in tensors)
 

@@ -60,6 +60,7 @@ STUDY_TIMEOUT_S = 600  # a hung stage fails its study instead of hanging the ses
 LM_TEXT = {"vocab_size": 300, "seq_len": 32, "window": 8, "stride": 4, "minhash_k": 8}
 TINY_MODEL = {"d_model": 16, "n_layers": 1, "n_heads": 2}
 TINY_IMAGES = {"n_train": 64, "n_val": 16, "n_test": 32}
+EBM_TINY = {"n_puzzles": 40, "n_val": 8, "n_test": 8, "steps": 2, "batch_size": 8, "eval_every": 1}
 SHRINK: dict[str, dict] = {
     "ska_lm": {
         "params": {**LM_TEXT, **TINY_MODEL, "steps": 2, "batch_size": 4, "warmup_steps": 1, "eval_batch_size": 64},
@@ -212,6 +213,18 @@ SHRINK: dict[str, dict] = {
             "train_seed": [0],
         },
     },
+    # cpu_small at 2 steps (the smallest named size); a short Langevin run
+    "ebm_sudoku": {
+        "params": {**EBM_TINY, "langevin_chains": 2, "langevin_steps": 2},
+        # the base cell (cell_context on) and the pooled decoder, two seeds (the Langevin gain's
+        # paired CI), and Langevin off as the sweep's second setting on the base
+        "grid": {
+            "cell_context": [True, False],
+            "train_seed": [0, 1],
+            "langevin": [{"langevin_steps": 2, "langevin_chains": 2}, {"langevin_steps": 0, "langevin_chains": 1}],
+        },
+    },
+    "ebm_interp": {"params": {**EBM_TINY, "interp_n": 4, "interp_chains": 2, "interp_steps": 3}, "grid": {}},
 }
 
 # What each report reads from the per-cell nodes: stage → metric keys ("{key}": that param's
@@ -228,6 +241,15 @@ REPORT_READS: dict[str, dict[str, tuple[str, ...]]] = {
     "ska_diffusion": {"evaluate": ("{report_metric}",)},
     "ska_text_diffusion": {"evaluate": ("{report_metric}",)},
     "poh_injection": {"evaluate": ("{report_metric}", "chance")},
+    "ebm_sudoku": {
+        "train": ("n_params", "best_step", "val_blank_acc"),
+        "evaluate": (
+            *(f"test_{m}_{k}" for m in ("langevin", "z_zero", "oracle_z") for k in ("blank_acc", "puzzle_acc")),
+            "chance",
+            "candidate_uniform",
+        ),
+    },
+    "ebm_interp": {"train": ("n_params",)},
     "poh_scaling": {
         "maze_data": ("n_train", "n_val", "n_test"),
         "train": ("kind", "size", "n_params", "wall_s", "seed"),
@@ -280,6 +302,20 @@ REPORT_FILES: dict[str, tuple[str, ...]] = {
     "ska_text_diffusion": RANKING_FILES,
     "poh_injection": RANKING_FILES,
     "poh_scaling": ("results.json", "table.csv", "table.md", "scaling.png"),
+    "ebm_sudoku": (
+        *(f"{t}.{ext}" for t in ("solver", "summary", "table") for ext in ("csv", "md")),
+        *ABLATIONS,
+        "{report_metric}.png",
+        "langevin_sweep.png",
+        "train_curves.png",
+    ),
+    "ebm_interp": (
+        *(f"{name}.{ext}" for name in ("lock_in", "strategies", "heads", "recovery") for ext in ("csv", "png")),
+        "head_ablation.csv",
+        "interp.md",
+        "interp.csv",
+        "interp_puzzles.csv",
+    ),
 }
 ROW_PER_CELL = {
     "ska_lm": "table.csv",
@@ -291,6 +327,7 @@ ROW_PER_CELL = {
     "ska_diffusion": "table.csv",
     "ska_text_diffusion": "table.csv",
     "poh_injection": "table.csv",
+    "ebm_sudoku": "table.csv",
 }
 
 

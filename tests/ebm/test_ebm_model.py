@@ -121,3 +121,21 @@ def test_cell_context_makes_cells_depend_on_their_own_token():
             diff = (m.decoder.features(bumped, z_ctx, z) - m.decoder.features(tokens, z_ctx, z)).abs().sum(-1)[0]
         assert (diff[5] > 0) == on
         assert float(diff.sum() - diff[5]) == 0.0
+
+
+def test_pos_std_sets_the_position_tables_scale_and_one_is_the_sources_default():
+    """pos_std 1.0 draws exactly what nn.Embedding draws (the source); 0.02 shrinks every
+    row/column/box table of the encoders and the decoder; 0 is refused by name."""
+    big = replace(TINY, d_model=64, d_cell=64)
+    torch.manual_seed(0)
+    source = EBMSudoku(big)
+    torch.manual_seed(0)
+    default = EBMSudoku(replace(big, pos_std=1.0))
+    assert torch.equal(source.context_encoder.pos.row.weight, default.context_encoder.pos.row.weight)
+    small = EBMSudoku(replace(big, pos_std=0.02))
+    for pos in (small.context_encoder.pos, small.decoder.pos):
+        for table in (pos.row, pos.col, pos.box):
+            assert 0.01 < table.weight.std().item() < 0.03
+    assert 0.8 < source.decoder.pos.box.weight.std().item() < 1.2
+    with pytest.raises(ValueError, match=r"EBMConfig.pos_std=0 must be > 0"):
+        EBMConfig(pos_std=0)
