@@ -71,6 +71,8 @@ QUICK = {
     "ska_text_diffusion": {**TINY, **TEXT, "d_embed": 8, "T": 10},
     "poh_injection": {"d_model": 16, "n_heads": 2, **HRM, "batch_size": 8},
     "poh_scaling": {"d_model": 16, "n_heads": 2, "maze_n": 4, "d_ff": 32, "depth": 1, "R": 2, "T": 2, "batch_size": 8},
+    "ebm_sudoku": {"model_size": "cpu_small", "precision": "fp32", "batch_size": 4},
+    "ebm_interp": {"model_size": "cpu_small", "precision": "fp32", "batch_size": 4},
 }
 N_EVAL = 32  # val and test examples the data cut keeps
 
@@ -247,6 +249,8 @@ def check_params(study: str, cell_params: dict, default: dict, quick: bool, step
     notes = offline_data(p, default)
     cut_data(p)
     p["steps"] = steps
+    if "report_reference" in p:  # the one cell planned here is the study's base
+        p["report_reference"] = "base"
     if "warmup_steps" in p:
         p["warmup_steps"] = min(p["warmup_steps"], steps - 1)
     if "eval_every" in p:

@@ -53,9 +53,10 @@ def _type_problem(value: Any, allowed: tuple) -> str:
 
 
 def _targets(study: Study, stages: dict[str, tuple[str, StageSpec]], kind: str) -> list[str]:
-    """What a ``refers`` value may name: the varying keys, the cells, or the declared metrics."""
+    """What a ``refers`` value may name: the varying keys (any param of a one-cell study, whose
+    plot has one point whatever it is keyed by), the cells, or the declared metrics."""
     if kind == "axis":
-        return sorted(study.varying)
+        return sorted(study.varying or study.params)
     if kind == "param":
         return sorted(study.params)
     if kind == "cell":

@@ -29,6 +29,8 @@ TRAIN_STUDIES = (  # every study of configs/paper.yaml with a train stage
     "ska_text_diffusion",
     "poh_injection",
     "poh_scaling",
+    "ebm_sudoku",
+    "ebm_interp",
 )
 QUICK_ROWS = {
     *(("attention", f"L={L} {b} bf16") for L in (64, 128) for b in ("triton", "python", "sdpa")),

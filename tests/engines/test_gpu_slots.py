@@ -8,14 +8,14 @@ import re
 
 import pytest
 
-POWER_SPEC = 'SPEC = StageSpec(name="power", reads=("exponent", "fail"), needs=("gen",))'
+POWER_SPEC = 'needs=("gen",), ranges={"exponent": ">= 0"})'
 SEEN = 'os.environ.get("CUDA_VISIBLE_DEVICES")'
 
 
 @pytest.fixture
 def gpu_project(project, tmp_path):
     """The toy project with ``power`` declared a GPU stage; ``gen`` and ``power`` report the devices they saw."""
-    project.edit("stages/power.py", POWER_SPEC, POWER_SPEC.replace("))", "), gpus=1)"))
+    project.edit("stages/power.py", POWER_SPEC, POWER_SPEC.replace("})", "}, gpus=1)"))
     project.edit("stages/power.py", "import json\n", "import json\nimport os\nimport time\n")
     project.edit(
         "stages/power.py",
