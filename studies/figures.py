@@ -1,0 +1,78 @@
+"""Figures of one built cell, drawn from its artifacts, for the cell's W&B run (``ablate cell``).
+
+Every train stage writes ``history.json`` (a record per step) and most write ``val_history.json``
+(a record per evaluation): they become a training-curve figure. SKA cells of ska_lm and ska_vit
+also get the attention maps of their SKA branch on one validation example
+(``studies.ska.attention_maps``). The other SKA studies (diffusion, text_diffusion, setrecall)
+get curves only for now.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HISTORY, VAL_HISTORY = "history.json", "val_history.json"
+SKIP = {"step", "time_s", "lr", "grad_norm"}  # bookkeeping, not a curve of the model's quality
+
+
+def _numeric(records: list[dict], skip: set[str]) -> list[str]:
+    keys = dict.fromkeys(k for r in records for k, v in r.items() if isinstance(v, (int, float)) and k not in skip)
+    return list(keys)
+
+
+def training_curves(train_dir: Path, png: Path, title: str) -> Path:
+    """Losses against step (train records and every validation loss) on the left; the other
+    validation metrics, if any, on the right."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = json.loads((train_dir / HISTORY).read_text())
+    val_path = train_dir / VAL_HISTORY
+    val = json.loads(val_path.read_text()) if val_path.exists() else []
+    val_keys = _numeric(val, SKIP)
+    other = [k for k in val_keys if "loss" not in k]
+    fig, axes = plt.subplots(1, 2 if other else 1, figsize=(11 if other else 6, 4), squeeze=False)
+    losses = axes[0, 0]
+    steps = [r["step"] for r in train]
+    for key in _numeric(train, SKIP):
+        losses.plot(steps, [r.get(key) for r in train], label=f"train {key}", lw=0.8)
+    for key in val_keys:
+        if "loss" in key:
+            losses.plot([r["step"] for r in val], [r[key] for r in val], "o-", label=key)
+    losses.set(xlabel="step", ylabel="loss", title="training")
+    losses.legend(fontsize=7)
+    if other:
+        for key in other:
+            axes[0, 1].plot([r["step"] for r in val], [r[key] for r in val], "o-", label=key)
+        axes[0, 1].set(xlabel="step", title="validation")
+        axes[0, 1].legend(fontsize=7)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=80)
+    plt.close(fig)
+    return png
+
+
+def cell_figures(kind: str, dirs: dict[str, Path], out: Path, title: str) -> dict[str, Path]:
+    """Figures of a cell of recipe ``kind``, whose stages' artifact directories are ``dirs``
+    (stage name → directory), written as PNGs under ``out``; keyed by the name to log them under."""
+    out.mkdir(parents=True, exist_ok=True)
+    figures = {}
+    for stage, directory in dirs.items():
+        if (directory / HISTORY).exists():
+            figures[f"{stage}/curves"] = training_curves(directory, out / f"{stage}_curves.png", f"{title}\n{stage}")
+    maps = None
+    if kind == "ska_lm":
+        from studies.ska.attention_maps import lm_attention_figure
+
+        maps = lm_attention_figure(dirs["train"], dirs["tokenize"], dirs["banks"], out / "attention.png")
+    elif kind == "ska_vit":
+        from studies.ska.attention_maps import vit_attention_figure
+
+        maps = vit_attention_figure(dirs["train"], dirs["images"], out / "attention.png")
+    if maps is not None:
+        figures["train/attention_maps"] = maps
+    return figures
