@@ -13,17 +13,31 @@ import json
 from pathlib import Path
 
 HISTORY, VAL_HISTORY = "history.json", "val_history.json"
-SKIP = {"step", "time_s", "lr", "grad_norm"}  # bookkeeping, not a curve of the model's quality
 
 
-def _numeric(records: list[dict], skip: set[str]) -> list[str]:
-    keys = dict.fromkeys(k for r in records for k, v in r.items() if isinstance(v, (int, float)) and k not in skip)
+def _is_quality(key: str) -> bool:
+    """A record's key that measures the model, not the run: no step, lr, gradient norm, count
+    (``n``, ``n_*``) or timing (``*_s``, ``*_per_s``)."""
+    return key not in {"step", "lr", "grad_norm", "n"} and not key.startswith("n_") and not key.endswith("_s")
+
+
+def _numeric(records: list[dict]) -> list[str]:
+    keys = dict.fromkeys(k for r in records for k, v in r.items() if isinstance(v, (int, float)) and _is_quality(k))
     return list(keys)
 
 
+def _smoothed(values: tuple[float, ...]) -> list[float]:
+    """Trailing mean over 2% of the points, so a long noisy curve shows its trend."""
+    width, out, total = max(1, len(values) // 50), [], 0.0
+    for i, v in enumerate(values):
+        total += v - (values[i - width] if i >= width else 0.0)
+        out.append(total / min(i + 1, width))
+    return out
+
+
 def training_curves(train_dir: Path, png: Path, title: str) -> Path:
-    """Losses against step (train records and every validation loss) on the left; the other
-    validation metrics, if any, on the right."""
+    """Losses against step (every train record, raw and smoothed, and every validation loss) on
+    the left; the other validation metrics, if any, on the right."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,16 +46,18 @@ def training_curves(train_dir: Path, png: Path, title: str) -> Path:
     train = json.loads((train_dir / HISTORY).read_text())
     val_path = train_dir / VAL_HISTORY
     val = json.loads(val_path.read_text()) if val_path.exists() else []
-    val_keys = _numeric(val, SKIP)
+    val_keys = _numeric(val)
     other = [k for k in val_keys if "loss" not in k]
     fig, axes = plt.subplots(1, 2 if other else 1, figsize=(11 if other else 6, 4), squeeze=False)
     losses = axes[0, 0]
-    steps = [r["step"] for r in train]
-    for key in _numeric(train, SKIP):
-        losses.plot(steps, [r.get(key) for r in train], label=f"train {key}", lw=0.8)
+    for key in _numeric(train):
+        steps, values = zip(*((r["step"], r[key]) for r in train if key in r), strict=True)
+        (line,) = losses.plot(steps, values, lw=0.5, alpha=0.4)
+        losses.plot(steps, _smoothed(values), color=line.get_color(), label=f"train {key}")
     for key in val_keys:
         if "loss" in key:
-            losses.plot([r["step"] for r in val], [r[key] for r in val], "o-", label=key)
+            label = key if key.startswith("val") else f"val {key}"
+            losses.plot([r["step"] for r in val], [r[key] for r in val], "o-", label=label)
     losses.set(xlabel="step", ylabel="loss", title="training")
     losses.legend(fontsize=7)
     if other:

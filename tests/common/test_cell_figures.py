@@ -90,3 +90,20 @@ def test_ablate_cell_logs_curves_and_attention_maps_as_wandb_images(tmp_path, sh
         "attention",
         "curves",
     ]
+
+
+def test_curves_smooth_over_two_percent_and_leave_out_bookkeeping(tmp_path):
+    from studies.figures import _is_quality, _smoothed, training_curves
+
+    assert _smoothed((0.0, 2.0) * 50) == [0.0] + [1.0] * 99  # 100 points: a trailing mean of 2
+    assert _smoothed((3.0, 5.0, 7.0)) == [3.0, 5.0, 7.0]  # short curves are drawn as they are
+    kept = [
+        k for k in ("loss", "val_loss", "top1", "n", "n_tokens", "time_s", "imgs_per_s", "lr", "step") if _is_quality(k)
+    ]
+    assert kept == ["loss", "val_loss", "top1"]
+    (tmp_path / "history.json").write_text(
+        json.dumps([{"step": s, "loss": 1 / (s + 1), "time_s": s} for s in range(40)])
+    )
+    (tmp_path / "val_history.json").write_text(json.dumps([{"step": 39, "val_loss": 0.1, "top1": 0.9, "n": 8}]))
+    png = training_curves(tmp_path, tmp_path / "curves.png", "toy")
+    assert png.read_bytes()[:8] == PNG and png.stat().st_size > 10_000
