@@ -3,8 +3,9 @@
 Every train stage writes ``history.json`` (a record per step) and most write ``val_history.json``
 (a record per evaluation): they become a training-curve figure. SKA cells of ska_lm and ska_vit
 also get the attention maps of their SKA branch on one validation example
-(``studies.ska.attention_maps``). The other SKA studies (diffusion, text_diffusion, setrecall)
-get curves only for now.
+(``studies.ska.attention_maps``), and so do the SKA denoisers of ska_diffusion and
+ska_text_diffusion. ska_setrecall gets curves only: its example and bank hashing come from its
+data node and stage params, which this module does not read.
 """
 
 from __future__ import annotations
@@ -89,6 +90,21 @@ def cell_figures(kind: str, dirs: dict[str, Path], out: Path, title: str) -> dic
         from studies.ska.attention_maps import vit_attention_figure
 
         maps = vit_attention_figure(dirs["train"], dirs["images"], out / "attention.png")
+    elif kind == "ska_diffusion":
+        import torch
+
+        from studies.ska.attention_maps import diffusion_attention_figure
+
+        images = torch.load(dirs["images"] / "images.pt", weights_only=True)["val_x"]
+        maps = diffusion_attention_figure(dirs["train"], images, "image", out / "attention.png")
+    elif kind == "ska_text_diffusion":
+        from studies.data.lm import chunk_tokens
+        from studies.data.tokenizer import load_tokens
+        from studies.ska.attention_maps import diffusion_attention_figure
+
+        seq_len = json.loads((dirs["train"] / "config.json").read_text())["seq_len"]
+        tokens = chunk_tokens(load_tokens(dirs["tokenize"] / "val.tokens.pt"), seq_len)[0]
+        maps = diffusion_attention_figure(dirs["train"], tokens, "text", out / "attention.png")
     if maps is not None:
         figures["train/attention_maps"] = maps
     return figures

@@ -133,3 +133,23 @@ def vit_attention_figure(train_dir: Path, images_dir: Path, png: Path) -> Path |
     with torch.no_grad(), capture(model) as maps:
         model(image, bank)
     return plot_maps(maps, bank.valid, "SKA attention, validation image 0", png)
+
+
+def diffusion_attention_figure(train_dir: Path, data: Tensor, modality: str, png: Path) -> Path | None:
+    """Maps of a trained denoiser (ska_diffusion: ``modality="image"``, uint8 images; ska_text_diffusion:
+    ``"text"``, token ids) on the first example of ``data`` (validation), noised half-way: t = T/2,
+    ε drawn with seed 0. The sets are those of x_t, the only input the denoiser's bank is built from."""
+    from .diffusion import Denoiser, DiffusionConfig, q_sample
+
+    config = json.loads((train_dir / "config.json").read_text())
+    model = _load(Denoiser(DiffusionConfig(modality=modality, **config)), train_dir)
+    with torch.no_grad(), capture(model) as maps:
+        x0 = model.clean(data[:1])
+        t = torch.tensor([model.cfg.T // 2])
+        x_t = q_sample(x0, t, torch.randn(x0.shape, generator=torch.Generator().manual_seed(0)), model.alpha_bar)
+        model(x_t, t)
+    if not maps:
+        return None
+    return plot_maps(
+        maps, model.noisy_bank(x_t).padded().valid, f"SKA attention, validation {modality} 0 at t=T/2", png
+    )

@@ -90,3 +90,32 @@ def test_vit_maps_are_non_causal_and_plot_to_a_png(tmp_path):
     png = plot_maps(maps, pb.valid, "vit", tmp_path / "maps.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     assert plot_maps([], pb.valid, "sdpa", tmp_path / "none.png") is None
+
+
+@pytest.mark.parametrize("modality", ["image", "text"])
+def test_denoiser_maps_plot_for_ska_and_nothing_for_sdpa(tmp_path, modality):
+    """diffusion_attention_figure rebuilds the saved denoiser and plots its maps on a noised example;
+    an SDPA denoiser has no SKA layer, so no figure."""
+    import json
+
+    from studies.ska.attention_maps import diffusion_attention_figure
+    from studies.ska.diffusion import Denoiser, DiffusionConfig
+
+    shape = dict(n_layers=1, d_model=16, n_heads=2, window=4, stride=2, minhash_k=8, T=10)
+    shape |= dict(patch=8) if modality == "image" else dict(vocab_size=V, seq_len=L, d_embed=8)
+    if modality == "image":
+        data = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    else:
+        data = torch.randint(0, V, (2, L))
+    for attention in ("ska", "sdpa"):
+        directory = tmp_path / attention
+        directory.mkdir()
+        config = shape | {"attention": attention}
+        torch.manual_seed(0)
+        torch.save(Denoiser(DiffusionConfig(modality=modality, **config)).state_dict(), directory / "model.pt")
+        (directory / "config.json").write_text(json.dumps(config))
+        png = diffusion_attention_figure(directory, data, modality, directory / "maps.png")
+        if attention == "ska":
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+        else:
+            assert png is None and not (directory / "maps.png").exists()
