@@ -352,7 +352,7 @@ def cmd_cell(args) -> int:
         nodes = {s: plan.by_cell[study.name, cell.name, s] for s in sweep.cell_stages(plan, study)}
         dirs = {s: store.entry(node.fingerprint) for s, node in nodes.items()}
         with tempfile.TemporaryDirectory() as tmp:  # W&B copies each image into its run
-            figures = cell_figures(study.kind, dirs, Path(tmp), f"{study.name} {cell.name}")
+            figures = cell_figures(study.kind, dirs, cell.params, Path(tmp), f"{study.name} {cell.name}")
             print(f"W&B run: {sweep.log_to_wandb(study, cell, metrics, figures)}")
     print(json.dumps(metrics, indent=1))
     return 0

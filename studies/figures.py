@@ -3,9 +3,8 @@
 Every train stage writes ``history.json`` (a record per step) and most write ``val_history.json``
 (a record per evaluation): they become a training-curve figure. SKA cells of ska_lm and ska_vit
 also get the attention maps of their SKA branch on one validation example
-(``studies.ska.attention_maps``), and so do the SKA denoisers of ska_diffusion and
-ska_text_diffusion. ska_setrecall gets curves only: its example and bank hashing come from its
-data node and stage params, which this module does not read.
+(``studies.ska.attention_maps``), and so do the SKA cells of ska_setrecall, ska_diffusion and
+ska_text_diffusion (a denoiser's example noised half-way).
 """
 
 from __future__ import annotations
@@ -73,9 +72,9 @@ def training_curves(train_dir: Path, png: Path, title: str) -> Path:
     return png
 
 
-def cell_figures(kind: str, dirs: dict[str, Path], out: Path, title: str) -> dict[str, Path]:
-    """Figures of a cell of recipe ``kind``, whose stages' artifact directories are ``dirs``
-    (stage name → directory), written as PNGs under ``out``; keyed by the name to log them under."""
+def cell_figures(kind: str, dirs: dict[str, Path], params: dict, out: Path, title: str) -> dict[str, Path]:
+    """Figures of a cell of recipe ``kind`` and ``params``, whose stages' artifact directories are
+    ``dirs`` (stage name → directory), written as PNGs under ``out``; keyed by the name to log them under."""
     out.mkdir(parents=True, exist_ok=True)
     figures = {}
     for stage, directory in dirs.items():
@@ -90,6 +89,10 @@ def cell_figures(kind: str, dirs: dict[str, Path], out: Path, title: str) -> dic
         from studies.ska.attention_maps import vit_attention_figure
 
         maps = vit_attention_figure(dirs["train"], dirs["images"], out / "attention.png")
+    elif kind == "ska_setrecall":
+        from studies.ska.attention_maps import setrecall_attention_figure
+
+        maps = setrecall_attention_figure(dirs["train"], dirs["data"], params["hash_seed"], out / "attention.png")
     elif kind == "ska_diffusion":
         import torch
 

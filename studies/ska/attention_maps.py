@@ -115,11 +115,31 @@ def lm_attention_figure(train_dir: Path, tokenize_dir: Path, banks_dir: Path, pn
     from .model import CausalLM, LMConfig
 
     config = json.loads((train_dir / "config.json").read_text())
+    if config["attention"] != "ska":
+        return None
     model = _load(CausalLM(LMConfig(**config)), train_dir)
     inputs, _ = chunk_tokens(load_tokens(tokenize_dir / "val.tokens.pt"), config["seq_len"])
     bank = Bank.load(banks_dir / "val.bank.pt").select(torch.tensor([0])).padded()
     with torch.no_grad(), capture(model) as maps:
         model(inputs[:1], bank)
+    return plot_maps(maps, bank.valid, "SKA attention, validation sequence 0", png)
+
+
+def setrecall_attention_figure(train_dir: Path, data_dir: Path, hash_seed: int, png: Path) -> Path | None:
+    """Maps of a trained ska_setrecall cell for the first validation sequence, its bank hashed
+    with the cell's ``hash_seed`` as in training."""
+    from .model import CausalLM, LMConfig
+    from .synthetic import lm_data
+
+    c = json.loads((train_dir / "config.json").read_text())
+    if c["attention"] != "ska":
+        return None
+    model = _load(CausalLM(LMConfig(**c)), train_dir)
+    tokens = torch.load(data_dir / "val.pt", weights_only=True)[:1]
+    data = lm_data(tokens, c["window"], c["stride"], c["minhash_k"], hash_seed, c["vocab_size"], True)
+    bank = data.bank.padded()
+    with torch.no_grad(), capture(model) as maps:
+        model(data.inputs, bank)
     return plot_maps(maps, bank.valid, "SKA attention, validation sequence 0", png)
 
 

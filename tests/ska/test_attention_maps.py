@@ -119,3 +119,26 @@ def test_denoiser_maps_plot_for_ska_and_nothing_for_sdpa(tmp_path, modality):
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
         else:
             assert png is None and not (directory / "maps.png").exists()
+
+
+def test_setrecall_maps_plot_for_ska_and_nothing_for_sdpa(tmp_path):
+    """setrecall_attention_figure rebuilds the saved LM and the first validation sequence's bank
+    (hashed with the given seed); an SDPA cell has no SKA layer, so no figure."""
+    import json
+
+    from studies.ska.attention_maps import setrecall_attention_figure
+
+    torch.save(torch.randint(0, V, (2, L + 1)), tmp_path / "val.pt")  # inputs are tokens[:, :-1]
+    for attention in ("ska", "sdpa"):
+        directory = tmp_path / attention
+        directory.mkdir()
+        config = dict(vocab_size=V, seq_len=L, d_model=16, n_layers=1, n_heads=2, window=W, stride=STRIDE)
+        config |= dict(minhash_k=K, attention=attention)
+        torch.manual_seed(0)
+        torch.save(CausalLM(LMConfig(**config)).state_dict(), directory / "model.pt")
+        (directory / "config.json").write_text(json.dumps(config))
+        png = setrecall_attention_figure(directory, tmp_path, 3, directory / "maps.png")
+        if attention == "ska":
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+        else:
+            assert png is None and not (directory / "maps.png").exists()
