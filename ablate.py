@@ -327,7 +327,8 @@ def require_wandb() -> None:
 
 
 def cmd_cell(args) -> int:
-    """Build one cell's nodes into the store (store hits or computes), then log its metrics to W&B.
+    """Build one cell's nodes into the store (store hits or computes), then log its metrics and
+    figures (training curves, SKA attention maps: studies.figures) to W&B.
 
     The workspaces are left to the engines, which track them through the fingerprint files
     (Snakemake by their content, DVC by dvc.lock): a result written there behind their back,
@@ -346,7 +347,13 @@ def cmd_cell(args) -> int:
             return code
     metrics = sweep.cell_metrics(plan, study.name, cell.name, store)
     if os.environ.get("WANDB_MODE") != "disabled":
-        print(f"W&B run: {sweep.log_to_wandb(study, cell, metrics)}")
+        from studies.figures import cell_figures
+
+        nodes = {s: plan.by_cell[study.name, cell.name, s] for s in sweep.cell_stages(plan, study)}
+        dirs = {s: store.entry(node.fingerprint) for s, node in nodes.items()}
+        with tempfile.TemporaryDirectory() as tmp:  # W&B copies each image into its run
+            figures = cell_figures(study.kind, dirs, cell.params, Path(tmp), f"{study.name} {cell.name}")
+            print(f"W&B run: {sweep.log_to_wandb(study, cell, metrics, figures)}")
     print(json.dumps(metrics, indent=1))
     return 0
 

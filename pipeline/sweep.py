@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pipeline.params import Cell, ParamsError, Study, axis_slug, format_value
@@ -135,8 +136,9 @@ def cell_metrics(plan: Plan, study: str, cell: str, store: Store) -> dict[str, A
     return out
 
 
-def log_to_wandb(study: Study, cell: Cell, metrics: dict[str, Any]) -> str:
-    """One W&B run per cell: config = the cell's params, summary = its metrics. Returns the run dir."""
+def log_to_wandb(study: Study, cell: Cell, metrics: dict[str, Any], figures: dict[str, Path] | None = None) -> str:
+    """One W&B run per cell: config = the cell's params, summary = its metrics, and ``figures``
+    (name → PNG file) as W&B images, copied into the run. Returns the run dir."""
     os.environ.setdefault("WANDB_MODE", "offline")  # no network here; `wandb sync` uploads later
     os.environ.setdefault("WANDB_SILENT", "true")
     import wandb
@@ -146,7 +148,7 @@ def log_to_wandb(study: Study, cell: Cell, metrics: dict[str, Any]) -> str:
     run = wandb.init(
         project=f"ablate-{study.name}", name=cell.name, config=cell.params, dir=str(directory), reinit="finish_previous"
     )
-    run.log(metrics)
+    run.log(metrics | {name: wandb.Image(str(png)) for name, png in (figures or {}).items()})
     run_dir = run.dir
     run.finish()
     return run_dir
