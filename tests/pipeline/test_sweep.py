@@ -102,7 +102,7 @@ def tiny_params(tmp_path):
 
 
 @pytest.mark.parametrize("study", RANKED)
-def test_the_sweep_metric_is_one_ablate_cell_logs(tmp_path, study):
+def test_the_sweep_metric_is_one_ablate_cell_logs(tmp_path, study, shrunk_store):
     """Builds the sweep's first named cell (else its first) of the tiny study with the sweep's
     own command, `ablate cell STUDY --cell=NAME`, and finds the sweep's metric among what it
     logs (W&B disabled: the command prints the dict it would log)."""
@@ -112,6 +112,7 @@ def test_the_sweep_metric_is_one_ablate_cell_logs(tmp_path, study):
     cell = next((c for c in plan_study.cells if c.named), plan_study.cells[0]).name
     env = {k: v for k, v in os.environ.items() if not k.startswith("ABLATE_")} | {
         "ABLATE_ARTIFACTS": str(tmp_path / "artifacts"),
+        "ABLATE_STORE": str(shrunk_store),  # the tiny builds' store: their cells are store hits here
         "WANDB_MODE": "disabled",
         "OMP_NUM_THREADS": "1",
     }
