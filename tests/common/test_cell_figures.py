@@ -8,16 +8,12 @@ Go core, so ``history`` below reads that file itself: a LevelDB-style log (a 7-b
 ``Record``)."""
 
 import json
-import os
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
-from test_recipes_build import shrunk_params
+from test_recipes_build import ablate_cell, shrunk_params
 
-from pipeline.codehash import ROOT
 from pipeline.plan import build
 from stages import RECIPES
 
@@ -57,20 +53,7 @@ def test_ablate_cell_logs_curves_and_attention_maps_as_wandb_images(tmp_path, sh
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     cell = next(c for c in build(path, RECIPES).studies["ska_lm"].cells if c.params["attention"] == "ska")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ABLATE_", "WANDB_"))} | {
-        "ABLATE_ARTIFACTS": str(tmp_path / "artifacts"),
-        "ABLATE_STORE": str(shrunk_store),
-        "WANDB_MODE": "offline",
-        "OMP_NUM_THREADS": "1",
-    }
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "ablate.py"), "--params", str(path), "cell", "ska_lm", f"--cell={cell.name}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = ablate_cell(path, "ska_lm", cell.name, tmp_path / "artifacts", shrunk_store, "offline")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run_dir = Path(next(line for line in proc.stdout.splitlines() if line.startswith("W&B run: "))[9:])
     assert run_dir.is_relative_to(tmp_path / "artifacts" / ".wandb")

@@ -383,6 +383,24 @@ def _shrink(study: dict, rule: dict) -> str | None:
     return None
 
 
+def ablate_cell(params: Path, study: str, cell: str, artifacts: Path, store: Path, wandb_mode: str):
+    """``ablate cell STUDY --cell=CELL`` as a sweep agent runs it, in a clean ABLATE_/WANDB_ env."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ABLATE_", "WANDB_"))} | {
+        "ABLATE_ARTIFACTS": str(artifacts),
+        "ABLATE_STORE": str(store),
+        "WANDB_MODE": wandb_mode,
+        "OMP_NUM_THREADS": "1",
+    }
+    return subprocess.run(
+        [sys.executable, str(ROOT / "ablate.py"), "--params", str(params), "cell", study, f"--cell={cell}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
 def shrunk_params() -> tuple[dict, dict[str, str]]:
     """params.yaml with every study shrunk by SHRINK, and per study left out (no entry for its
     kind, or an entry that no longer fits it: a key, axis or named cell renamed) the reason:

@@ -2,8 +2,6 @@
 baselines included), the metric named exactly as `ablate cell` logs it, the goal the study's."""
 
 import json
-import os
-import subprocess
 import sys
 
 import pytest
@@ -110,20 +108,11 @@ def test_the_sweep_metric_is_one_ablate_cell_logs(tmp_path, study, shrunk_store)
     config = write_sweep(study, tmp_path / "sweep.yaml", params=params)
     plan_study = build(params, RECIPES).studies[study]
     cell = next((c for c in plan_study.cells if c.named), plan_study.cells[0]).name
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ABLATE_")} | {
-        "ABLATE_ARTIFACTS": str(tmp_path / "artifacts"),
-        "ABLATE_STORE": str(shrunk_store),  # the tiny builds' store: their cells are store hits here
-        "WANDB_MODE": "disabled",
-        "OMP_NUM_THREADS": "1",
-    }
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "ablate.py"), "--params", str(params), "cell", study, f"--cell={cell}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    sys.path.insert(0, str(ROOT / "tests" / "common"))
+    from test_recipes_build import ablate_cell
+
+    # the tiny builds' session store: their cells are store hits here; W&B disabled prints the dict
+    proc = ablate_cell(params, study, cell, tmp_path / "artifacts", shrunk_store, "disabled")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     printed = "\n" + proc.stdout  # after any build output: the logged dict, as indented JSON
     logged = json.loads(printed[printed.rindex("\n{") :])
