@@ -20,6 +20,12 @@ SPEC = StageSpec(
     reads=(),
     needs=("sudoku_data", "train", "langevin"),
     code=("studies.ebm.train", "studies.ebm.metrics", "studies.ebm.checks", "stages.ebm.train"),
+    metrics=(  # solver modes only: the oracle_z columns are not a result to rank by
+        *(f"test_{mode}_{m}" for mode in ("langevin", "z_zero") for m in METRICS),
+        "test_langevin_gain",
+        "chance",
+        "candidate_uniform",
+    ),
     gpus=1,
 )
 

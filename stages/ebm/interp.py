@@ -25,6 +25,15 @@ SPEC = StageSpec(
     needs=("sudoku_data", "train"),
     code=("studies.ebm.interp", "studies.ebm.langevin", "studies.report", "stages.ebm.train"),
     gather=True,
+    types={
+        **dict.fromkeys(("interp_n", "interp_chains", "interp_steps", "interp_seed"), int),
+        "interp_threshold": float,
+    },
+    ranges={
+        **dict.fromkeys(("interp_n", "interp_chains"), ">= 1"),
+        "interp_steps": ">= 0",
+        "interp_threshold": "(0, 1)",
+    },
     gpus=1,
 )
 

@@ -14,6 +14,11 @@ SPEC = StageSpec(
     reads=("langevin_chains", "langevin_steps", "langevin_eta", "langevin_noise", "langevin_seed"),
     needs=("sudoku_data", "train"),
     code=("studies.ebm.langevin", "stages.ebm.train"),
+    types={
+        **dict.fromkeys(("langevin_chains", "langevin_steps", "langevin_seed"), int),
+        **dict.fromkeys(("langevin_eta", "langevin_noise"), float),
+    },
+    ranges={"langevin_chains": ">= 1", **dict.fromkeys(("langevin_steps", "langevin_eta", "langevin_noise"), ">= 0")},
     gpus=1,
 )
 

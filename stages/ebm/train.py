@@ -28,13 +28,26 @@ SPEC = StageSpec(
     name="train",
     reads=("model_size", *MODEL_KEYS, *LOSS_KEYS, *TRAIN_KEYS),
     needs=("sudoku_data",),
-    code=("studies.ebm.train",),
+    code=("studies.ebm.train", "studies.ebm.checks"),
     choices={
         "model_size": ("cpu_small", "paper_7m", "paper_36m"),
         "target_proj": ("ema", "frozen"),
         "select_mode": ("z_zero", "langevin"),  # solver modes only: oracle_z is refused here
         "precision": ("fp32", "bf16"),
     },
+    types={
+        **dict.fromkeys(("steps", "batch_size", "eval_every", "train_seed"), int),
+        **dict.fromkeys(("z_noise", "pos_std", "constraint_weight", "weight_decay", "warmup_frac"), float),
+        **dict.fromkeys(("lr", "grad_clip"), float),
+        **dict.fromkeys(("cell_context", "z_norm", "augment"), bool),
+    },
+    ranges={
+        **dict.fromkeys(("steps", "batch_size", "eval_every"), ">= 1"),
+        **dict.fromkeys(("z_noise", "pos_std", "constraint_weight", "weight_decay"), ">= 0"),
+        **dict.fromkeys(("lr", "grad_clip"), "> 0"),
+        "warmup_frac": "[0, 1)",
+    },
+    metrics=("val_blank_acc", "val_puzzle_acc"),
     gpus=1,
 )
 
@@ -60,6 +73,7 @@ def run(ctx: Context) -> dict:
     import torch
 
     from studies import train_loop
+    from studies.ebm.checks import check_unique
     from studies.ebm.loss import LossWeights
     from studies.ebm.model import config, n_trainable
     from studies.ebm.train import EvalConfig, train_cell
@@ -78,9 +92,11 @@ def run(ctx: Context) -> dict:
         target=("val_puzzle_acc", "val_blank_acc"),
         seed=p["train_seed"],
     )
+    val = load_split(ctx, "val")
+    check_unique(val["puzzles"], "sudoku_data val split")  # selection scores boards against one stored solution
     model, result = train_cell(
         load_split(ctx, "train"),
-        load_split(ctx, "val"),
+        val,
         model_cfg,
         loop,
         weights=LossWeights(constraint_weight=p["constraint_weight"]),

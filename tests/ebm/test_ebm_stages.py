@@ -107,29 +107,55 @@ def test_a_malformed_csv_row_fails_the_data_node_naming_the_row_and_publishes_no
     assert not log.exists() or all(json.loads(x)["action"] != "computed" for x in log.read_text().splitlines())
 
 
-@pytest.mark.parametrize("size", ["paper_7m", "paper_36m"])
-def test_the_paper_config_trains_one_cpu_step_through_the_train_stage(tmp_path, size):
-    """configs/paper.yaml's ebm_sudoku (bf16 mixed precision, both grid sizes) run by the train
-    stage itself for one step on a batch of 2, so the paper config cannot rot."""
+def train_context(tmp_path, params, puzzles, val_puzzles=None):
+    """The train stage's Context over a sudoku_data folder holding `puzzles` as train and val."""
     from pipeline.spec import Context, Params, Upstream
     from stages.ebm import train
 
-    paper = yaml.safe_load(open(plan.project.root() / "configs" / "paper.yaml"))["studies"]["ebm_sudoku"]
-    assert size in paper["grid"]["model_size"] and paper["params"]["precision"] == "bf16"
-    params = paper["params"] | {"model_size": size, "steps": 1, "batch_size": 2, "eval_every": 1}
     data = tmp_path / "data"
     data.mkdir()
-    puzzles = sudoku.generate(4, seed=2, max_givens=45, target_givens=45, progress=False)
     for name in ("train", "val"):
-        np.savez(data / f"{name}.npz", **{k: puzzles[k] for k in ("puzzles", "solutions")})
+        arrays = {k: puzzles[k] for k in ("puzzles", "solutions")}
+        if name == "val" and val_puzzles is not None:
+            arrays["puzzles"] = val_puzzles
+        np.savez(data / f"{name}.npz", **arrays)
     out = tmp_path / "out"
     out.mkdir()
-    ctx = Context(
+    return Context(
         Params({k: params[k] for k in train.SPEC.reads}, "train"),
         out,
         (Upstream("sudoku_data", "base", data, ()),),
         "ebm_sudoku",
     )
+
+
+def test_training_refuses_a_validation_puzzle_without_exactly_one_solution_before_any_step(tmp_path):
+    """Checkpoint selection scores boards against the one stored solution, so a val puzzle with
+    several solutions would misjudge it: the train stage names the row and trains nothing."""
+    from stages.ebm import train
+
+    params = yaml.safe_load(open(plan.project.root() / "params.yaml"))["studies"]["ebm_sudoku"]["params"]
+    puzzles = sudoku.generate(4, seed=2, max_givens=45, target_givens=45, progress=False)
+    val = puzzles["puzzles"].copy()
+    val[2] = 0  # the empty grid
+    ctx = train_context(tmp_path, params | {"steps": 1, "batch_size": 2}, puzzles, val)
+    with pytest.raises(ValueError, match="sudoku_data val split: row 2 has several solutions"):
+        train.run(ctx)
+    assert not list((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("size", ["paper_7m", "paper_36m"])
+def test_the_paper_config_trains_one_cpu_step_through_the_train_stage(tmp_path, size):
+    """configs/paper.yaml's ebm_sudoku (bf16 mixed precision, both grid sizes) run by the train
+    stage itself for one step on a batch of 2, so the paper config cannot rot."""
+    from stages.ebm import train
+
+    paper = yaml.safe_load(open(plan.project.root() / "configs" / "paper.yaml"))["studies"]["ebm_sudoku"]
+    assert size in paper["grid"]["model_size"] and paper["params"]["precision"] == "bf16"
+    params = paper["params"] | {"model_size": size, "steps": 1, "batch_size": 2, "eval_every": 1}
+    puzzles = sudoku.generate(4, seed=2, max_givens=45, target_givens=45, progress=False)
+    ctx = train_context(tmp_path, params, puzzles)
+    out = tmp_path / "out"
     metrics = train.run(ctx)
     assert metrics["n_params"] == {"paper_7m": 7_471_945, "paper_36m": 36_505_481}[size]
     history = json.loads((out / "history.json").read_text())
