@@ -56,8 +56,7 @@ def _arith_problem(rng: random.Random) -> tuple[str, list[str], int]:
     ops = rng.randint(1, 3)
     while ops:
         k = 0
-        kinds = ["add", "sub"] + ["half"] * (n % 2 == 0) + ["bags"] * (ops >= 2)
-        kind = rng.choice(kinds if n >= 2 else ["add"] + ["bags"] * (ops >= 2))
+        kind = rng.choice(["add"] + ["sub"] * (n >= 2) + ["half"] * (n % 2 == 0) + ["bags"] * (ops >= 2))
         if kind == "add":
             b = rng.randint(1, 12)
             verb = rng.choice(["{P} buys {b} more {o}.", "{F} gives {O} {b} {o}.", "{P} finds {b} {o}."])
