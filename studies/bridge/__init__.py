@@ -1,1 +1,2 @@
-"""Latent bridge between two language models: a translator from LM A's hidden states to soft tokens LM B reads (STUDIES.md §5)."""  # noqa: E501 (the line the brief fixes verbatim)
+"""Latent bridge between two language models: a translator from LM A's hidden states to soft
+tokens LM B reads (STUDIES.md §5)."""
