@@ -76,6 +76,12 @@ def derangement(n: int, seed: int) -> torch.Tensor:
     return torch.tensor(perm)
 
 
+def _on(lm: torch.nn.Module, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The tensors moved to `lm`'s device (ids are built on the CPU)."""
+    device = next(lm.parameters()).device
+    return tuple(t.to(device) for t in tensors)
+
+
 class Bridge:
     """Frozen A and B, the translator, and the anchor string tokenised for each LM."""
 
@@ -100,7 +106,7 @@ class Bridge:
 
     def soft(self, batch: Sequence[Example]) -> torch.Tensor:
         """Soft tokens (B, M, d_B) from A's last hidden states over A's question tokens."""
-        ids, mask = pad_right([e.a_question for e in batch])
+        ids, mask = _on(self.lm_a, *pad_right([e.a_question for e in batch]))
         _, hidden = self.lm_a(ids, pad_mask=mask, return_hidden=True)
         return self.translator(hidden, mask)
 
@@ -108,9 +114,9 @@ class Bridge:
         """B's inputs_embeds (B, T, d_B) and pad mask for `mode` (see the module docstring)."""
         n = len(batch)
         if mode == "text":
-            ids, mask = pad_left([list(e.b_question) + self.anchor_b for e in batch])
+            ids, mask = _on(self.lm_b, *pad_left([list(e.b_question) + self.anchor_b for e in batch]))
             return self.lm_b.embed(ids), mask
-        anchor = self.lm_b.embed(torch.tensor([self.anchor_b])).expand(n, -1, -1)
+        anchor = self.anchor_embeds(n)
         if mode == "no_bridge":
             x = anchor
         elif mode == "bridged":
@@ -119,13 +125,18 @@ class Bridge:
             x = torch.cat([self.soft(batch)[derangement(n, seed)], anchor], 1)
         else:
             raise ValueError(f"b_prompt: mode {mode!r} is not one of bridged, text, no_bridge, shuffled")
-        return x, torch.ones(x.shape[:2], dtype=torch.bool)
+        return x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+
+    def anchor_embeds(self, n: int) -> torch.Tensor:
+        """B's embeddings of the anchor tokens, (n, k, d_B)."""
+        (ids,) = _on(self.lm_b, torch.tensor([self.anchor_b]))
+        return self.lm_b.embed(ids).expand(n, -1, -1)
 
     @torch.no_grad()
     def answer(self, mode: str, batch: Sequence[Example], decoding: Decoding, seed: int = 0) -> list[list[int]]:
         """Generated token ids per example, cut before eos: B's vocabulary, A's for `a_alone`."""
         if mode == "a_alone":
-            ids, mask = pad_left([list(e.a_question) + self.anchor_a for e in batch])
+            ids, mask = _on(self.lm_a, *pad_left([list(e.a_question) + self.anchor_a for e in batch]))
             lm, eos, prompt = self.lm_a, self.eos_a, {"ids": ids}
         else:
             x, mask = self.b_prompt(mode, batch, seed)
@@ -143,10 +154,8 @@ class Bridge:
 
     def teacher_forced_loss(self, soft: torch.Tensor, batch: Sequence[Example]) -> torch.Tensor:
         """Training loss: B's cross-entropy on the answer tokens given [soft ‖ anchor ‖ answer so far]."""
-        answers, mask = pad_right([e.b_answer for e in batch])
-        n, k = len(batch), len(self.anchor_b)
-        anchor = self.lm_b.embed(torch.tensor([self.anchor_b])).expand(n, -1, -1)
-        x = torch.cat([soft, anchor, self.lm_b.embed(answers[:, :-1])], 1)
-        logits = self.lm_b(inputs_embeds=x)[:, soft.shape[1] + k - 1 :]
+        answers, mask = _on(self.lm_b, *pad_right([e.b_answer for e in batch]))
+        x = torch.cat([soft, self.anchor_embeds(len(batch)), self.lm_b.embed(answers[:, :-1])], 1)
+        logits = self.lm_b(inputs_embeds=x)[:, soft.shape[1] + len(self.anchor_b) - 1 :]
         targets = answers.masked_fill(~mask, -100)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)

@@ -10,7 +10,7 @@ generation from prompts of different lengths (the text baseline) relies on it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -114,7 +114,7 @@ def lm_loss(model: TinyLM, ids: torch.Tensor, pad_id: int | None) -> torch.Tenso
 
 def train_lm(
     model: TinyLM,
-    batches: Sequence[torch.Tensor] | Callable[[int], torch.Tensor],
+    batches: Sequence[torch.Tensor] | Iterator[torch.Tensor] | Callable[[int], torch.Tensor],
     steps: int,
     lr: float,
     seed: int = 0,
@@ -125,8 +125,8 @@ def train_lm(
 ) -> list[float]:
     """AdamW on the LM loss for `steps` steps; returns the per-step loss history.
 
-    `batches`: right-padded id tensors (B, T), either a list (visited in seeded shuffled epochs)
-    or a callable `step -> batch`. Warm-up + cosine to 0.1·lr (studies/train_loop.lr_at)."""
+    `batches`: right-padded id tensors (B, T): a list (visited in seeded shuffled epochs), an
+    iterator (taken in order) or a callable `step -> batch`. Warm-up + cosine to 0.1·lr (studies/train_loop.lr_at)."""
     gen = torch.Generator().manual_seed(seed)
     order: list[int] = []
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -135,6 +135,8 @@ def train_lm(
     for step in range(steps):
         if callable(batches):
             ids = batches(step)
+        elif isinstance(batches, Iterator):
+            ids = next(batches)
         else:
             if not order:
                 order = torch.randperm(len(batches), generator=gen).tolist()

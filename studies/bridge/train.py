@@ -75,12 +75,13 @@ def info_nce_weight(step: int, cfg: TrainConfig) -> float:
 def info_nce(soft_pooled: torch.Tensor, text_pooled: torch.Tensor, tau: float) -> torch.Tensor:
     """Symmetric InfoNCE on cosine similarity / τ: row i of each side is the other's positive."""
     logits = F.normalize(soft_pooled, dim=-1) @ F.normalize(text_pooled, dim=-1).T / tau
-    target = torch.arange(logits.shape[0])
+    target = torch.arange(logits.shape[0], device=logits.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
 def _question_embedding(bridge: Bridge, batch: Sequence[Example]) -> torch.Tensor:
-    ids, mask = pad_right([e.b_question for e in batch])
+    device = bridge.lm_b.embed.weight.device
+    ids, mask = (t.to(device) for t in pad_right([e.b_question for e in batch]))
     emb = bridge.lm_b.embed(ids) * mask[..., None]
     return emb.sum(1) / mask.sum(1, keepdim=True)
 
@@ -101,6 +102,8 @@ def train_translator(
     _freeze(bridge.lm_a)
     _freeze(bridge.lm_b)
     translator = bridge.translator
+    if cfg.eval_every < 1 or cfg.steps < 1:
+        raise ValueError(f"TrainConfig: steps ({cfg.steps}) and eval_every ({cfg.eval_every}) must be >= 1")
     if cfg.stability and cfg.batch_size < 2:
         raise ValueError(f"stability needs batch_size >= 2 for InfoNCE negatives, got {cfg.batch_size}")
     decoding = decoding_for(cfg)

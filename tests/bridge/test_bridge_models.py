@@ -109,6 +109,16 @@ def test_embedding_rms_is_the_rms_of_the_token_table():
     assert lm.embedding_rms() == pytest.approx((4 * 4 * 9 / 20) ** 0.5)
 
 
+def test_train_lm_takes_a_list_an_iterator_or_a_callable_of_batches_alike():
+    batch = torch.tensor([[2, 3, 4, 5, 1, 0], [6, 7, 8, 1, 0, 0]])
+    histories = []
+    for source in ([batch], iter([batch] * 5), lambda _step: batch):
+        torch.manual_seed(0)
+        histories.append(train_lm(TinyLM(12, 16, 1, 2, 8), source, steps=5, lr=1e-2, pad_id=0))
+    assert histories[0] == histories[1] == histories[2]
+    assert histories[0][-1] < histories[0][0]
+
+
 def test_repetition_penalty_divides_positive_and_multiplies_negative_logits_of_generated_tokens():
     logits = torch.tensor([[2.0, -2.0, 1.0, 0.5]])
     out = penalise_repeats(logits, torch.tensor([[0, 1]]), 2.0)
