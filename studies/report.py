@@ -554,7 +554,7 @@ def facet_plot(rows: list[dict], keys: list[str], x: str, hue: str, metric: str,
             named, itertools.cycle(("--", ":", "-.")), itertools.cycle(("black", "tab:red", "tab:purple"))
         ):
             ax.axhline(r[metric], linestyle=style, color=color, lw=1, label=f"{r['cell']} ({r[metric]:.4g})")
-        put_title(ax, ", ".join(f"{k} = {v}" for k, v in combo) or title)
+        put_title(ax, ", ".join(f"{axis_label(k)} = {v}" for k, v in combo) or title)
         ax.set_xlabel(axis_label(x))
         ax.set_ylabel(axis_label(metric))
     for ax in list(axs.flat)[n:]:

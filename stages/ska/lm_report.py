@@ -42,9 +42,9 @@ METRICS = (
     "train_s",
     "n_params",
     "peak_rss_mb",
-    "uniform_perplexity",
 )
-NO_BEST = {"uniform_perplexity": None}  # a floor: never marked as the best perplexity
+FLOOR = "uniform_perplexity"  # from the train stage's config (vocab_size), not from the metrics
+NO_BEST = {FLOOR: None}  # a floor: never marked as the best perplexity
 
 
 def best_lr_rows(summary: list[dict], factors: list[str], select: str = "val_loss") -> list[dict]:
@@ -69,22 +69,22 @@ def run(ctx: Context) -> dict:
     p, rows = ctx.params, cell_rows(ctx)
     for r in rows:  # the floor: a uniform guess over the vocabulary has perplexity = its size
         train = next(u for u in ctx.inputs("train") if r["cell"] in u.cells)
-        r["uniform_perplexity"] = json.loads((train.path / "config.json").read_text())["vocab_size"]
+        r[FLOOR] = json.loads((train.path / "config.json").read_text())["vocab_size"]
     keys = list(next(iter(ctx.cells.values()))["params"])
     unfinished = state_rows(ctx)  # each cell that did not finish, with its state, after the ranked ones
     write_table(
         [{k: v for k, v in r.items() if k != "curve"} for r in rows] + unfinished,
         ctx.out / "table",
         sort_by=p["report_metric"],
-        first=("cell", "state", p["report_metric"], "uniform_perplexity"),
+        first=("cell", "state", p["report_metric"], FLOOR),
         better=NO_BEST,
     )
     metric, replicate = p["report_metric"], p["report_replicates"]
-    summary = replicate_summary(rows, keys, replicate, list(METRICS), fixed=("n_params", "uniform_perplexity"))
+    summary = replicate_summary(rows, keys, replicate, [*METRICS, FLOOR], fixed=("n_params", FLOOR))
     summary = compared(ctx, summary, rows, keys, replicate, metric)
     lead = (
         *("cell", "state", metric, f"{metric}_sd", f"{metric}_diff", f"{metric}_diff_lo", f"{metric}_diff_hi"),
-        *("n", "finding", "ci", "vs", "uniform_perplexity", "n_params"),
+        *("n", "finding", "ci", "vs", FLOOR, "n_params"),
     )
     table = write_table(summary + unfinished, ctx.out / "summary", sort_by=metric, first=lead, better=NO_BEST)
     factors = [k for k in keys if k != replicate]
