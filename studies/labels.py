@@ -33,8 +33,8 @@ LABELS = {
     "token_acc": f"token accuracy {FRACTION}",
     # losses and errors
     "perplexity": "perplexity (lower is better)",
-    "loss": "cross-entropy loss (nats/token)",
-    "train_loss": "train loss",
+    "loss": "loss (the training objective)",
+    "train_loss": "train loss (the training objective)",
     "eps_mse": "ε-prediction MSE (lower is better)",
     "fid_in_pipeline_net": "FID, in-pipeline features (lower is better)",
     "recall_nll": "recall NLL (nats)",
