@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from studies.labels import axis_label
+
 HISTORY, VAL_HISTORY = "history.json", "val_history.json"
 
 
@@ -53,17 +55,17 @@ def training_curves(train_dir: Path, png: Path, title: str) -> Path:
     for key in _numeric(train):
         steps, values = zip(*((r["step"], r[key]) for r in train if key in r), strict=True)
         (line,) = losses.plot(steps, values, lw=0.5, alpha=0.4)
-        losses.plot(steps, _smoothed(values), color=line.get_color(), label=f"train {key}")
+        losses.plot(steps, _smoothed(values), color=line.get_color(), label=f"train {axis_label(key)}")
     for key in val_keys:
         if "loss" in key:
-            label = key if key.startswith("val") else f"val {key}"
+            label = axis_label(key if key.startswith("val") else f"val_{key}")
             losses.plot([r["step"] for r in val], [r[key] for r in val], "o-", label=label)
-    losses.set(xlabel="step", ylabel="loss", title="training")
+    losses.set(xlabel=axis_label("step"), ylabel=axis_label("loss"), title="training")
     losses.legend(fontsize=7)
     if other:
         for key in other:
-            axes[0, 1].plot([r["step"] for r in val], [r[key] for r in val], "o-", label=key)
-        axes[0, 1].set(xlabel="step", title="validation")
+            axes[0, 1].plot([r["step"] for r in val], [r[key] for r in val], "o-", label=axis_label(key))
+        axes[0, 1].set(xlabel=axis_label("step"), title="validation metrics")
         axes[0, 1].legend(fontsize=7)
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()

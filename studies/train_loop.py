@@ -18,6 +18,9 @@ Checkpointing: after each evaluation the state is kept in memory when ``target``
 which breaks the ties of a metric that sits at 0 early on). With ``restore_best`` the best
 state is loaded back at the end; ``history["eval"]`` keeps every evaluation, so the final
 (last-step) numbers are never lost.
+
+Progress: a tqdm bar on a terminal; in a log file (stderr not a TTY, as under snakemake or dvc) a
+plain line every few steps instead of carriage-return frames (``studies.progress``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+
+from .progress import progress_bar
 
 
 def lr_at(step: int, steps: int, lr: float, warmup_steps: int, min_ratio: float = 0.1) -> float:
@@ -169,7 +173,7 @@ def train(
     out, best_key, best_state = LoopResult(), None, None
     t0 = time.perf_counter()
     model.train()
-    bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False)
+    bar = progress_bar(cfg.steps, desc, enabled=progress)
     for step in bar:
         lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
         for group in opt.param_groups:

@@ -5,7 +5,9 @@ difference from a reference cell with its 95 % CI, and each factor against the b
 
 ``report_goal`` says which way is better: max (accuracy) or min (ε-MSE, FID).
 ``report_reference`` names what the summary compares with: ``base`` or a named cell.
-Floors the evaluate stage reports (``chance``, ``candidate_uniform``) are drawn as lines.
+Every table carries the metric's floors beside it, and the bar chart draws them as lines: those
+the evaluate stage reports (``chance``, ``candidate_uniform``) and, for an ε-MSE, predicting
+ε̂ = 0 (``predict_zero_eps``: E[ε²] = 1 for the unit-Gaussian noise, lower is better).
 """
 
 from __future__ import annotations
@@ -21,10 +23,19 @@ SPEC = StageSpec(
     choices={"report_goal": ("min", "max")},
     refers={"report_metric": "metric", "report_replicates": "param", "report_reference": "cell"},
 )
-FLOORS = ("chance", "candidate_uniform")  # metric names that are baselines, not results
+FLOORS = ("chance", "candidate_uniform", "predict_zero_eps")  # metric names that are baselines, not results
 # the same for every seed of a cell: averaged without an s.d. (``seed`` itself is left out)
 FIXED = (*FLOORS, "n_params", "steps", "warmup_steps", "n_train", "n_val", "test_n_puzzles", "test_n_blanks")
-LEAD = ("n", "finding", "ci", "vs", "n_params", "still_improving", "note")  # after the metric and its CI
+LEAD = ("n", "finding", "ci", "vs", *FLOORS, "n_params", "still_improving", "note")  # after the metric and its CI
+
+
+def floors_of(metric: str, row: dict) -> dict[str, float]:
+    """The floors of ``metric`` a table shows beside it: the measured ones ``row`` (a cell's
+    metrics) has, and for an ε-MSE the score of predicting ε̂ = 0."""
+    out = {f: row[f] for f in FLOORS if row.get(f) is not None}
+    if metric.endswith("eps_mse"):
+        out["predict_zero_eps"] = 1.0  # E[ε²] of ε ~ N(0, I): the MSE of a denoiser that predicts nothing
+    return out
 
 
 def run(ctx: Context) -> dict:
@@ -32,9 +43,12 @@ def run(ctx: Context) -> dict:
     from studies.report import bar_plot, curves_plot, replicate_summary, write_table
 
     p, rows = ctx.params, cell_rows(ctx)
+    metric = p["report_metric"]
+    rows = [r | floors_of(metric, r) for r in rows]
     keys = list(next(iter(ctx.cells.values()))["params"])
-    metric, descending, replicate = p["report_metric"], p["report_goal"] == "max", p["report_replicates"]
-    better = {metric: p["report_goal"]}  # the .tex tables' bold best, whatever the metric's name
+    descending, replicate = p["report_goal"] == "max", p["report_replicates"]
+    # the .tex tables' bold best, whatever the metric's name; a floor is no result to mark
+    better = {metric: p["report_goal"], **dict.fromkeys(FLOORS)}
     numeric = list(  # every numeric metric any cell has, in first-seen order
         dict.fromkeys(
             k
@@ -48,7 +62,7 @@ def run(ctx: Context) -> dict:
         [{k: v for k, v in r.items() if k != "curve"} for r in rows] + unfinished,
         ctx.out / "table",
         sort_by=metric,
-        first=("cell", "state"),
+        first=("cell", "state", metric, *FLOORS),
         descending=descending,
         better=better,
     )
@@ -67,8 +81,8 @@ def run(ctx: Context) -> dict:
         summary,
         metric,
         ctx.out / f"{metric}.png",
-        title=f"{ctx.study}: {metric} (mean ± s.d.)",
-        floors={f: rows[0][f] for f in FLOORS if rows[0].get(f) is not None},
+        title=f"{ctx.study}: {metric}",
+        floors=floors_of(metric, rows[0]),
         best_first=descending,
     )
     curves_plot(rows, ctx.out / "train_curves.png", ctx.study)

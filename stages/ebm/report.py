@@ -121,7 +121,7 @@ def run(ctx: Context) -> dict:
         summary,
         metric,
         ctx.out / f"{metric}.png",
-        title=f"{ctx.study}: solver {metric} (mean ± s.d.)",
+        title=f"{ctx.study}: solver {metric}",
         floors={f: rows[0][f] for f in FLOORS},
     )
     sweep = [r for r in summary if "langevin_steps" in r and r["langevin_steps"] is not None]

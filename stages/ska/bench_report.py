@@ -30,16 +30,20 @@ COLUMNS = (
 )
 
 
+MEASURED = "{columns}: measured by the bench stage, each configuration run alone on the machine (no other job)"
+
+
 def run(ctx: Context) -> dict:
+    from studies.labels import short_label
     from studies.report import line_plot, write_table
 
     rows = [{c: u.metrics().get(c) for c in COLUMNS} for u in ctx.inputs("bench")]
-    write_table(rows, ctx.out / "bench", sort_by="L", first=COLUMNS[:5])
+    write_table(rows, ctx.out / "bench", sort_by="L", first=COLUMNS[:5], timing_note=MEASURED)
     naive = [r for r in rows if (r["backend"], r["precision"]) in (("naive", "fp32"), ("python", "fp32"))]
-    write_table(naive, ctx.out / "naive_vs_naive", sort_by="L", first=COLUMNS[:5])
+    write_table(naive, ctx.out / "naive_vs_naive", sort_by="L", first=COLUMNS[:5], timing_note=MEASURED)
     optimized = [b for b in ("triton", "keops") if any(r["backend"] == b for r in rows)]
     chosen = [r for r in rows if r["backend"] == "sdpa" or (optimized and r["backend"] == optimized[0])]
-    write_table(chosen, ctx.out / "optimized_vs_optimized", sort_by="L", first=COLUMNS[:5])
+    write_table(chosen, ctx.out / "optimized_vs_optimized", sort_by="L", first=COLUMNS[:5], timing_note=MEASURED)
     for metric, log in (("steps_per_s", False), ("peak_mem_mb", True)):
         line_plot(
             rows,
@@ -47,7 +51,7 @@ def run(ctx: Context) -> dict:
             y=metric,
             series=("backend", "precision", "scope"),
             path=ctx.out / f"{metric}_vs_length.png",
-            title=f"{ctx.study}: {metric} vs sequence length",
+            title=f"{ctx.study}: {short_label(metric)} vs sequence length (benchmark, run alone)",
             logy=log,
         )
     return {"rows": len(rows), "optimized_backend": optimized[0] if optimized else None}

@@ -9,7 +9,8 @@ base cell; the facet plot shows the interactions, with named cells (such as the 
 baseline) as reference lines in every panel.
 ``best_lr`` keeps, per architecture run at several learning rates, the lr whose mean
 validation loss is lowest (chosen on val only), so architectures compare each at its best.
-Every table carries ``n_params`` (trainable parameters).
+Every table carries ``n_params`` (trainable parameters) and the floor ``uniform_perplexity``
+(the vocabulary size: the perplexity of a uniform guess over the tokens).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ METRICS = (
     "n_params",
     "peak_rss_mb",
 )
+FLOOR = "uniform_perplexity"  # from the train stage's config (vocab_size), not from the metrics
+NO_BEST = {FLOOR: None}  # a floor: never marked as the best perplexity
 
 
 def best_lr_rows(summary: list[dict], factors: list[str], select: str = "val_loss") -> list[dict]:
@@ -58,26 +61,32 @@ def best_lr_rows(summary: list[dict], factors: list[str], select: str = "val_los
 
 
 def run(ctx: Context) -> dict:
+    import json
+
     from stages.common.report_rows import cell_rows, compared, state_rows, write_ablations
     from studies.report import curves_plot, facet_plot, replicate_summary, write_table
 
     p, rows = ctx.params, cell_rows(ctx)
+    for r in rows:  # the floor: a uniform guess over the vocabulary has perplexity = its size
+        train = next(u for u in ctx.inputs("train") if r["cell"] in u.cells)
+        r[FLOOR] = json.loads((train.path / "config.json").read_text())["vocab_size"]
     keys = list(next(iter(ctx.cells.values()))["params"])
     unfinished = state_rows(ctx)  # each cell that did not finish, with its state, after the ranked ones
     write_table(
         [{k: v for k, v in r.items() if k != "curve"} for r in rows] + unfinished,
         ctx.out / "table",
         sort_by=p["report_metric"],
-        first=("cell", "state"),
+        first=("cell", "state", p["report_metric"], FLOOR),
+        better=NO_BEST,
     )
     metric, replicate = p["report_metric"], p["report_replicates"]
-    summary = replicate_summary(rows, keys, replicate, list(METRICS), fixed=("n_params",))
+    summary = replicate_summary(rows, keys, replicate, [*METRICS, FLOOR], fixed=("n_params", FLOOR))
     summary = compared(ctx, summary, rows, keys, replicate, metric)
     lead = (
         *("cell", "state", metric, f"{metric}_sd", f"{metric}_diff", f"{metric}_diff_lo", f"{metric}_diff_hi"),
-        *("n", "finding", "ci", "vs", "n_params"),
+        *("n", "finding", "ci", "vs", FLOOR, "n_params"),
     )
-    table = write_table(summary + unfinished, ctx.out / "summary", sort_by=metric, first=lead)
+    table = write_table(summary + unfinished, ctx.out / "summary", sort_by=metric, first=lead, better=NO_BEST)
     factors = [k for k in keys if k != replicate]
     write_ablations(ctx, rows, summary, replicate, metric)
     best_lr = best_lr_rows(summary, factors)

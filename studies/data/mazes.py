@@ -211,14 +211,14 @@ def generate_dataset(
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown maze algorithm {algorithm!r}; use one of {list(ALGORITHMS)}")
-    from tqdm import tqdm
+    from studies.progress import progress_bar
 
     make = ALGORITHMS[algorithm]
     rng = random.Random(seed)
     need = math.floor(min_path_frac * n * n)  # fewest path cells, start and goal included
     max_tries = 100 * n_mazes if max_tries is None else max_tries
     kept, tried = [], 0
-    with tqdm(total=n_mazes, desc=f"mazes {n}x{n} {algorithm}", disable=not progress) as bar:
+    with progress_bar(n_mazes, f"mazes {n}x{n} {algorithm}", enabled=progress, iterate=False, unit="mazes") as bar:
         while len(kept) < n_mazes and tried < max_tries:
             tried += 1
             walls = make(n, rng)

@@ -83,10 +83,10 @@ def generate(
 ) -> dict[str, np.ndarray]:
     """`n` unique-solution puzzles as arrays (see module docstring), plus `attempts` [N]
     (full grids drawn per kept puzzle). ~40 puzzles/s per worker at the defaults."""
-    from tqdm import tqdm
+    from studies.progress import progress_bar
 
     jobs = [(puzzle_seed(seed, i), max_givens, target_givens, min_guesses) for i in range(n)]
-    bar = tqdm(total=n, desc=f"sudoku <= {max_givens} givens", unit="puz", disable=not progress)
+    bar = progress_bar(n, f"sudoku <= {max_givens} givens", enabled=progress, iterate=False, unit="puzzles")
     rows = []
     if workers > 1:
         import multiprocessing
