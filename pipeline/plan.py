@@ -179,9 +179,11 @@ class Plan:
                 }
             )
         )
-        table = {
-            c.name: {"named": c.named, "params": {k: c.params[k] for k in sorted(study.varying)}} for c in study.cells
-        }
+        table = {}
+        for c in study.cells:  # a key the cell's variant does not use (an SDPA cell's gamma) is None
+            used = set(spec.reads).union(*(n.params for n in self._nodes_of(study, c.name)))
+            values = {k: c.params[k] if k in used else None for k in sorted(study.varying)}
+            table[c.name] = {"named": c.named, "params": values}
         # the base params of the varying keys: which cell is the reference, for one-factor plots
         base = {k: study.params[k] for k in sorted(study.varying)}
         projected = {k: study.params[k] for k in spec.reads}
@@ -189,6 +191,10 @@ class Plan:
         node = self._make(study, name, BASE, module, spec, projected, upstream, *table, gathered=gathered)
         for cell in study.cells:
             self.by_cell[study.name, cell.name, name] = node
+
+    def _nodes_of(self, study: Study, cell: str) -> list[Node]:
+        """The cell's nodes planned so far."""
+        return [n for name in self.stages[study.kind] if (n := self.by_cell.get((study.name, cell, name)))]
 
     def _make(self, study, name, slug, module, spec, projected, upstream, *cells, gathered=None) -> Node:
         key = (study.name, name, slug)

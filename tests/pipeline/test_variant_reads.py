@@ -102,3 +102,15 @@ def test_why_finds_an_sdpa_train_node_up_to_date_after_a_gamma_edit(tmp_path, mo
 def test_a_variant_declaration_naming_what_the_stage_does_not_read_or_need_is_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         StageSpec(**{"name": "train", "reads": ("attention", "tau"), **kwargs})
+
+
+def test_the_report_sees_none_for_a_key_the_cells_variant_does_not_use(tmp_path):
+    table = plan_of(tmp_path, "params").node("ska_lm", "report", "base").parts["cells"]
+    assert {k: table["sdpa"]["params"][k] for k in ("attention", "gamma", "minhash_k", "window")} == {
+        "attention": "sdpa",
+        "gamma": None,
+        "minhash_k": None,
+        "window": None,
+    }
+    assert table["sdpa_conv"]["params"]["window"] == 32  # the conv's width: used
+    assert table["ska"]["params"]["gamma"] == 0.3
