@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import re
@@ -133,8 +134,13 @@ class StageSpec:
         return n
 
 
+@functools.cache
+def _arguments(predicate: Callable[..., bool]) -> tuple[str, ...]:
+    return tuple(inspect.signature(predicate).parameters)  # once per predicate: planning asks per cell
+
+
 def _holds(predicate: Callable[..., bool], params: Mapping[str, Any]) -> bool:
-    return bool(predicate(**{k: params[k] for k in inspect.signature(predicate).parameters}))
+    return bool(predicate(**{k: params[k] for k in _arguments(predicate)}))
 
 
 class Params(Mapping[str, Any]):
