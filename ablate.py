@@ -340,7 +340,7 @@ def cmd_cell(args) -> int:
     cell = sweep.cell_from_args(study, values)
     require_wandb()
     store = Store()
-    for stage in sweep.cell_stages(plan, study):
+    for stage in sweep.cell_stages(plan, study, cell.name):
         node = plan.by_cell[study.name, cell.name, stage]
         code = runner.build(record.of_node(plan, node), store, workspace=False)
         if code:
@@ -349,7 +349,7 @@ def cmd_cell(args) -> int:
     if os.environ.get("WANDB_MODE") != "disabled":
         from studies.figures import cell_figures
 
-        nodes = {s: plan.by_cell[study.name, cell.name, s] for s in sweep.cell_stages(plan, study)}
+        nodes = {s: plan.by_cell[study.name, cell.name, s] for s in sweep.cell_stages(plan, study, cell.name)}
         dirs = {s: store.entry(node.fingerprint) for s, node in nodes.items()}
         with tempfile.TemporaryDirectory() as tmp:  # W&B copies each image into its run
             figures = cell_figures(study.kind, dirs, cell.params, Path(tmp), f"{study.name} {cell.name}")

@@ -63,7 +63,7 @@ def _stanzas(plan: Plan, study: Study) -> dict[str, dict]:
         axes = [a for a in study.axes if any(n.slug != BASE and a in _axes_in_slug(study, n.slug) for n in nodes)]
         grid_slug = _item_slug(study, axes) if axes else BASE
         named = [c.name for c in study.cells if c.named]
-        per_cell_named = any(plan.by_cell[study.name, c, name].slug == c for c in named)
+        per_cell_named = any(getattr(plan.by_cell.get((study.name, c, name)), "slug", None) == c for c in named)
         slug_of[name] = {"grid": grid_slug, "cells": "${key}" if per_cell_named else BASE}
         for variant, slug in (("grid", grid_slug), ("cells", slug_of[name]["cells"])):
             if variant == "grid" and not grid_cells:

@@ -12,6 +12,7 @@ name wherever a grid axis or a named-cell override reaches; everything else is `
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from pipeline.store import read_meta
 from pipeline.validate import check_study, reads_of
 
 BASE = "base"
+EXCLUDED = "excluded"  # the fingerprint file of a slug no node has
 
 
 @dataclass(frozen=True)
@@ -66,11 +68,38 @@ def load_recipes(recipes: dict[str, tuple[str, ...]]) -> dict[str, dict[str, tup
             if missing:
                 raise ValueError(f"recipe {kind}: stage {spec.name} needs {missing} declared earlier")
             stages[spec.name] = (module, spec)
+            seen = set(spec.reads).union(*(stages[n][1].reads for n in _ancestors(stages, spec.name)))
+            for need, predicate in spec.needs_on.items():
+                unread = set(inspect.signature(predicate).parameters) - seen
+                if unread:
+                    raise ValueError(
+                        f"recipe {kind}: stage {spec.name} needs_on[{need!r}] names keys neither it nor its"
+                        f" upstream reads: {sorted(unread)}"
+                    )
         for name, (_, spec) in stages.items():
             if spec.gather != (name == "report"):
                 raise ValueError(f"recipe {kind}: the gathering stage, and only it, is named 'report'")
         out[kind] = stages
     return out
+
+
+def _ancestors(stages: dict[str, tuple[str, StageSpec]], name: str) -> set[str]:
+    """Every stage ``name`` depends on, directly or not."""
+    out: set[str] = set()
+    for n in stages[name][1].needs:
+        out |= {n} | _ancestors(stages, n)
+    return out
+
+
+def cell_stages(stages: dict[str, tuple[str, StageSpec]], params: dict[str, Any]) -> set[str]:
+    """The cell stages a cell of these params has a node of: a leaf (needed by no cell stage), or a
+    stage some stage of the cell needs under the cell's values (``needs_on``), so an SDPA cell has no bank."""
+    has: set[str] = set()
+    for name in reversed(stages):
+        users = [spec for _, spec in stages.values() if not spec.gather and name in spec.needs]
+        if not users or any(spec.name in has and name in spec.needs_for(params) for spec in users):
+            has.add(name)
+    return {n for n in has if not stages[n][1].gather}
 
 
 class Plan:
@@ -85,7 +114,8 @@ class Plan:
         self.nodes: dict[tuple[str, str, str], Node] = {}
         self.by_cell: dict[tuple[str, str, str], Node] = {}  # (study, cell, stage) → node
         self._code: dict[str, dict[str, str]] = {}  # stage module → code digests
-        self.excluded: set[tuple[str, str, str]] = set()  # slugs DVC's matrix asks for, excluded
+        # slugs DVC's matrix or foreach asks for that no node has: excluded cells, stages a cell's variant skips
+        self.excluded: set[tuple[str, str, str]] = set()
         self._cells: dict[tuple[str, str, str], list[str]] = {}  # node key → its cells, while planning
         for study in studies.values():
             check_study(study, self.stages[study.kind])
@@ -117,30 +147,43 @@ class Plan:
     def _plan_study(self, study: Study) -> None:
         stages = self.stages[study.kind]
         eff = self._effective_reads(stages)
+        has = {c.name: cell_stages(stages, c.params) for c in study.cells}
         for name, (module, spec) in stages.items():
             if spec.gather:
                 self._plan_gather(study, name, module, spec)
                 continue
             per_cell = bool(eff[name] & study.varying)
             axes = [a for a in study.axes if eff[name] & set(study.axis_keys(a))]
+            unused = []  # cells whose variant uses no node of this stage
             for cell in study.cells:
                 slug = self._slug(cell, per_cell, axes)
-                upstream = tuple((n, self.by_cell[study.name, cell.name, n].slug) for n in spec.needs)
-                projected = {k: cell.params[k] for k in spec.reads}
-                node = self._make(study, name, slug, module, spec, projected, upstream, cell.name)
+                if name not in has[cell.name]:
+                    unused.append(cell)
+                    continue
+                upstream = tuple((n, self.by_cell[study.name, cell.name, n].slug) for n in spec.needs_for(cell.params))
+                node = self._make(study, name, slug, module, spec, spec.applied(cell.params), upstream, cell.name)
                 self.by_cell[study.name, cell.name, name] = node
-            for cell in study.excluded:
+            for cell in study.excluded + unused:
                 key = (study.name, name, self._slug(cell, per_cell, axes))
                 if key not in self.nodes:
                     self.excluded.add(key)
 
     def _plan_gather(self, study: Study, name: str, module: str, spec: StageSpec) -> None:
         upstream = tuple(
-            sorted({(n, self.by_cell[study.name, c.name, n].slug) for n in spec.needs for c in study.cells})
+            sorted(
+                {
+                    (n, self.by_cell[study.name, c.name, n].slug)
+                    for n in spec.needs
+                    for c in study.cells
+                    if (study.name, c.name, n) in self.by_cell
+                }
+            )
         )
-        table = {
-            c.name: {"named": c.named, "params": {k: c.params[k] for k in sorted(study.varying)}} for c in study.cells
-        }
+        table = {}
+        for c in study.cells:  # a key the cell's variant does not use (an SDPA cell's gamma) is None
+            used = set(spec.reads).union(*(n.params for n in self._nodes_of(study, c.name)))
+            values = {k: c.params[k] if k in used else None for k in sorted(study.varying)}
+            table[c.name] = {"named": c.named, "params": values}
         # the base params of the varying keys: which cell is the reference, for one-factor plots
         base = {k: study.params[k] for k in sorted(study.varying)}
         projected = {k: study.params[k] for k in spec.reads}
@@ -148,6 +191,10 @@ class Plan:
         node = self._make(study, name, BASE, module, spec, projected, upstream, *table, gathered=gathered)
         for cell in study.cells:
             self.by_cell[study.name, cell.name, name] = node
+
+    def _nodes_of(self, study: Study, cell: str) -> list[Node]:
+        """The cell's nodes planned so far."""
+        return [n for name in self.stages[study.kind] if (n := self.by_cell.get((study.name, cell, name)))]
 
     def _make(self, study, name, slug, module, spec, projected, upstream, *cells, gathered=None) -> Node:
         key = (study.name, name, slug)
@@ -216,6 +263,11 @@ class Plan:
             tmp.write_text(node.fingerprint)
             os.replace(tmp, path)
             changed.append(node)
+        for study, stage, slug in self.excluded:  # DVC tracks the file its stanza depends on, built or not
+            path = fingerprint_path(study, stage, slug, root)
+            if not path.exists() or path.read_text() != EXCLUDED:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(EXCLUDED)
         if changed:
             from pipeline.runner import adopt_pulled  # the store's business: imported only when needed
 

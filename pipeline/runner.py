@@ -381,8 +381,9 @@ def main(recipes: dict[str, tuple[str, ...]], argv: list[str] | None = None) -> 
 
 
 def _mark_excluded(ws: Path) -> int:
-    """DVC's matrix cannot skip combinations: an excluded one gets a marker, no compute."""
+    """DVC's matrix and foreach cannot skip combinations: an excluded cell, or a stage the cell's
+    variant does not use (an SDPA cell's bank), gets a marker, no compute."""
     ws.mkdir(parents=True, exist_ok=True)
     (ws / "meta.json").write_text(json.dumps({"status": "excluded"}) + "\n")
-    say(f"{ws}: excluded by params.yaml; nothing to build")
+    say(f"{ws}: excluded by params.yaml, or unused by the cell's variant; nothing to build")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import re
@@ -59,6 +60,15 @@ class StageSpec:
               of the study's params), "cell" ('base' or a named cell) or "metric" (one the
               study's stages declare in ``metrics``)
     metrics   metric names the stage returns that a report may be told to rank by
+
+    Variants (an SDPA cell of an SKA study uses neither SKA's keys nor its bank):
+    applies   read key → predicate whose argument names are other (unconditional) read keys, true
+              for the cells whose variant uses the key, e.g. {"gamma": lambda attention: attention == "ska"};
+              elsewhere the key is left out of the node's params, so its fingerprint, `ablate why`
+              and its workspace meta never see it, and editing it rebuilds nothing there
+    needs_on  needed stage → predicate over keys this stage or its upstream reads, true for the cells
+              that use that input; elsewhere the edge is dropped, and a stage that no stage of a cell
+              needs (and that is no leaf) gets no node for that cell
     """
 
     name: str
@@ -76,6 +86,8 @@ class StageSpec:
     checks: Mapping[str, Callable[..., bool]] = field(default_factory=dict)
     refers: Mapping[str, str] = field(default_factory=dict)
     metrics: tuple[str, ...] = ()
+    applies: Mapping[str, Callable[..., bool]] = field(default_factory=dict)
+    needs_on: Mapping[str, Callable[..., bool]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for what, keys in (
@@ -83,11 +95,21 @@ class StageSpec:
             ("types", self.types),
             ("ranges", self.ranges),
             ("refers", self.refers),
+            ("applies", self.applies),
             *((f"check {m!r}", inspect.signature(f).parameters) for m, f in self.checks.items()),
+            *((f"applies[{k!r}]", inspect.signature(f).parameters) for k, f in self.applies.items()),
         ):
             unknown = set(keys) - set(self.reads)
             if unknown:
                 raise ValueError(f"stage {self.name}: {what} names keys it does not read: {sorted(unknown)}")
+        chained = {k: sorted(set(inspect.signature(f).parameters) & set(self.applies)) for k, f in self.applies.items()}
+        if any(chained.values()):
+            chained = {k: v for k, v in chained.items() if v}
+            raise ValueError(f"stage {self.name}: applies conditions on keys that are conditional too: {chained}")
+        unknown = set(self.needs_on) - set(self.needs)
+        if unknown or (self.gather and self.needs_on):
+            what = f"names stages it does not need: {sorted(unknown)}" if unknown else "is for cell stages, not reports"
+            raise ValueError(f"stage {self.name}: needs_on {what}")
         for text in self.ranges.values():
             parse_range(text)  # a malformed range is the stage author's error, raised at import
         bad = {k: v for k, v in self.refers.items() if v not in REFERS}
@@ -96,12 +118,29 @@ class StageSpec:
         if not callable(self.gpus) and not (isinstance(self.gpus, int) and self.gpus >= 0):
             raise ValueError(f"stage {self.name}: gpus={self.gpus!r}; expected an int >= 0 or a function of params")
 
+    def applied(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The reads that apply to a cell of these (full) params, with its values: the node's params."""
+        return {k: params[k] for k in self.reads if k not in self.applies or _holds(self.applies[k], params)}
+
+    def needs_for(self, params: Mapping[str, Any]) -> tuple[str, ...]:
+        """The upstream stages a cell of these (full) params uses."""
+        return tuple(n for n in self.needs if n not in self.needs_on or _holds(self.needs_on[n], params))
+
     def gpus_for(self, params: Mapping[str, Any]) -> int:
         """GPUs one node of this stage needs, given its projected params."""
         n = self.gpus(Params(params, self.name)) if callable(self.gpus) else self.gpus
         if not isinstance(n, int) or n < 0:
             raise ValueError(f"stage {self.name}: gpus returned {n!r} for these params; expected an int >= 0")
         return n
+
+
+@functools.cache
+def _arguments(predicate: Callable[..., bool]) -> tuple[str, ...]:
+    return tuple(inspect.signature(predicate).parameters)  # once per predicate: planning asks per cell
+
+
+def _holds(predicate: Callable[..., bool], params: Mapping[str, Any]) -> bool:
+    return bool(predicate(**{k: params[k] for k in _arguments(predicate)}))
 
 
 class Params(Mapping[str, Any]):

@@ -8,6 +8,7 @@ oom      the last attempt ran out of memory (the stage raised MemoryError / OutO
          or the cgroup's OOM killer struck)
 killed   a signal ended the last attempt with no out-of-memory evidence (a user, a scheduler)
 running  a builder holds its lock now
+-        no node: the cell's variant does not use the stage (an SDPA cell's bank)
 """
 
 from __future__ import annotations
@@ -229,8 +230,9 @@ def render(plan: Plan, states: list[NodeState]) -> str:
         for cell in study.cells:
             row = []
             for stage in stages:
-                s = by_node.get(plan.by_cell[study.name, cell.name, stage].label)
-                row.append((SYMBOL[s.state] if s else " ").center(len(stage)))
+                node = plan.by_cell.get((study.name, cell.name, stage))  # none: the cell's variant skips it
+                s = by_node.get(node.label) if node else None
+                row.append((SYMBOL[s.state] if s else " " if node else "-").center(len(stage)))
             lines.append("  " + cell.name.ljust(width) + "  " + "  ".join(row))
         lines.append("")
     for s in states:

@@ -33,9 +33,14 @@ def metric_key(stage: str, key: str) -> str:
     return f"{stage}/{key}"
 
 
-def cell_stages(plan: Plan, study: Study) -> list[str]:
-    """The stages a cell builds and logs metrics of, in recipe order (the report is not one)."""
-    return [name for name, (_, spec) in plan.stages[study.kind].items() if not spec.gather]
+def cell_stages(plan: Plan, study: Study, cell: str | None = None) -> list[str]:
+    """The stages a cell builds and logs metrics of, in recipe order (the report is not one);
+    given a cell, only those its variant uses (an SDPA cell has no bank)."""
+    return [
+        name
+        for name, (_, spec) in plan.stages[study.kind].items()
+        if not spec.gather and (cell is None or (study.name, cell, name) in plan.by_cell)
+    ]
 
 
 def target(
@@ -130,7 +135,7 @@ def cell_metrics(plan: Plan, study: str, cell: str, store: Store) -> dict[str, A
     """Numeric metrics of every stored node of the cell, each under ``metric_key`` (``evaluate/test_perplexity``),
     read from the store: `ablate cell` builds into the store and leaves the workspaces to the engines."""
     out = {}
-    for stage in cell_stages(plan, plan.studies[study]):
+    for stage in cell_stages(plan, plan.studies[study], cell):
         meta = read_meta(store.entry(plan.by_cell[study, cell, stage].fingerprint)) or {}
         out |= {metric_key(stage, k): v for k, v in meta.get("metrics", {}).items() if isinstance(v, (int, float))}
     return out

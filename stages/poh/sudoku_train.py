@@ -39,6 +39,11 @@ TRAIN_KEYS = (
     "entropy_weight",
 )
 
+
+def alpha_gated(injection: str) -> bool:
+    return injection == "alpha_gated"
+
+
 SPEC = StageSpec(
     name="train",
     reads=("model_kind", "baseline_layers", *HRM_KEYS, *TRAIN_KEYS),
@@ -69,6 +74,12 @@ SPEC = StageSpec(
     },
     checks={"d_model is a multiple of n_heads": lambda n_heads, d_model: d_model % n_heads == 0},
     gpus=1,
+    # an injection mode's own keys, and the baseline's depth: absent from the other cells' params
+    applies={
+        "memory_size": lambda injection: injection == "cross_attn",
+        **dict.fromkeys(("alpha_agg", "use_learned_gate", "entropy_norm"), alpha_gated),
+        "baseline_layers": lambda model_kind: model_kind == "baseline",
+    },
 )
 
 
@@ -82,7 +93,7 @@ def load_split(ctx: Context, name: str) -> dict:
 def model_config(p) -> dict:
     if p["model_kind"] == "baseline":
         return {"kind": "baseline", **{k: p[k] for k in BASELINE_KEYS}, "n_layers": p["baseline_layers"]}
-    return {"kind": "hrm", **{k: p[k] for k in HRM_KEYS}}
+    return {"kind": "hrm", **{k: p[k] for k in HRM_KEYS if k in p}}  # HRMConfig's defaults for unused keys
 
 
 def run(ctx: Context) -> dict:

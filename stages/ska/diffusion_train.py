@@ -34,6 +34,21 @@ MODEL_KEYS = (
 )
 TRAIN_KEYS = ("steps", "batch_size", "lr", "warmup_steps", "train_seed", "eval_every")
 
+# Set attention's own keys: an SDPA cell leaves them out of its params, so editing one retrains
+# no SDPA cell (its local mixer, when it has one, is a width-3 conv: no window).
+SKA_KEYS = (
+    "window",
+    "stride",
+    "minhash_k",
+    "router_topk",
+    "adapter_rank",
+    "score_mode",
+    "gamma",
+    "beta",
+    "hash_seed",
+    "backend",
+)
+
 SPEC = StageSpec(
     name="train",
     reads=MODEL_KEYS + TRAIN_KEYS,
@@ -59,6 +74,7 @@ SPEC = StageSpec(
         "window <= the (32 / patch)^2 patches of an image": lambda window, patch: window <= (32 // patch) ** 2,
     },
     gpus=1,
+    applies=dict.fromkeys(SKA_KEYS, lambda attention: attention == "ska"),
 )
 
 
@@ -76,7 +92,7 @@ def run(ctx: Context) -> dict:
 
     torch.set_num_threads(ctx.threads)
     p = ctx.params
-    config = {k: p[k] for k in MODEL_KEYS}
+    config = {k: p[k] for k in MODEL_KEYS if k in p}  # the config's defaults for keys an SDPA cell lacks
     torch.manual_seed(p["train_seed"])
     model = build_model(config).to(ctx.device)
     images = ctx.input("images")

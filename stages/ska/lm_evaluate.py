@@ -11,7 +11,7 @@ import resource
 
 from pipeline.spec import Context, StageSpec
 from stages.common.trained import load_trained
-from stages.ska.lm_train import build_model, lm_data
+from stages.ska.lm_train import build_model, lm_data, uses_ska
 
 SPEC = StageSpec(
     name="evaluate",
@@ -30,6 +30,7 @@ SPEC = StageSpec(
     ),
     threads=1,  # small models: two cells in parallel beat one cell on two threads
     gpus=1,
+    needs_on={"banks": uses_ska},  # attention: read by train
 )
 
 

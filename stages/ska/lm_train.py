@@ -46,6 +46,33 @@ TRAIN_KEYS = (
     "val_seqs",
 )
 
+# What only set attention uses: an SDPA (or attention-free) cell leaves them out of its params, so
+# editing one retrains no such cell. ``window`` is also the causal conv's width (studies.ska.model).
+SKA_KEYS = (
+    "stride",
+    "minhash_k",
+    "router_topk",
+    "adapter_rank",
+    "score_mode",
+    "gamma",
+    "beta",
+    "tau",
+    "eta",
+    "gate_init",
+    "backend",
+    "precision",
+)
+
+
+def uses_ska(attention: str) -> bool:
+    return attention == "ska"
+
+
+def uses_window(attention: str, mixer: str) -> bool:
+    """SKA's set width, or the causal conv's: LMConfig.local_mixer puts the conv in 'auto' SKA and none blocks."""
+    return attention == "ska" or mixer == "conv" or (mixer == "auto" and attention == "none")
+
+
 SPEC = StageSpec(
     name="train",
     reads=MODEL_KEYS + TRAIN_KEYS,
@@ -77,6 +104,8 @@ SPEC = StageSpec(
     metrics=("val_loss", "train_loss", "train_s", "n_params"),
     threads=1,  # small models: two cells in parallel beat one cell on two threads
     gpus=1,
+    applies={**dict.fromkeys(SKA_KEYS, uses_ska), "window": uses_window},
+    needs_on={"banks": uses_ska},
 )
 
 
@@ -93,12 +122,13 @@ def lm_data(ctx: Context, split: str, seq_len: int, with_bank: bool):
 
 
 def build_model(ctx: Context, config: dict | None = None):
-    """The cell's model: config from params plus the tokenizer's vocabulary size."""
+    """The cell's model: config from params (LMConfig's defaults for the keys its variant does not
+    use, which its params lack) plus the tokenizer's vocabulary size."""
     from studies.data.tokenizer import load_tokenizer, vocab_size
     from studies.ska.model import CausalLM, LMConfig
 
     if config is None:
-        config = {k: ctx.params[k] for k in MODEL_KEYS}
+        config = {k: ctx.params[k] for k in MODEL_KEYS if k in ctx.params}
         config["vocab_size"] = vocab_size(load_tokenizer(ctx.input("tokenize") / "tokenizer.json"))
     return CausalLM(LMConfig(**config)), config
 

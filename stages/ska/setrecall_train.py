@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pipeline.spec import Context, StageSpec
 from stages.common.trained import final_loss, save_trained
-from stages.ska.lm_train import MODEL_KEYS, TRAIN_KEYS
+from stages.ska.lm_train import MODEL_KEYS, TRAIN_KEYS, uses_ska
 from stages.ska.lm_train import SPEC as LM_TRAIN
 
 KEYS = tuple(k for k in MODEL_KEYS if k != "seq_len")
@@ -26,6 +26,7 @@ SPEC = StageSpec(
     metrics=LM_TRAIN.metrics,
     threads=1,
     gpus=1,
+    applies={**LM_TRAIN.applies, "hash_seed": uses_ska},  # SKA's keys: an SDPA or none cell lacks them
 )
 
 
@@ -36,10 +37,9 @@ def split_data(ctx: Context, split: str, config: dict, hash_seed: int):
     from studies.ska.synthetic import lm_data
 
     tokens = torch.load(ctx.input("data") / f"{split}.pt", weights_only=True)
-    c = config
-    data = lm_data(
-        tokens, c["window"], c["stride"], c["minhash_k"], hash_seed, c["vocab_size"], c["attention"] == "ska"
-    )
+    c = config  # only an SKA cell's config has the bank's keys
+    ska = c["attention"] == "ska"
+    data = lm_data(tokens, c.get("window"), c.get("stride"), c.get("minhash_k"), hash_seed, c["vocab_size"], ska)
     return tokens, data
 
 
@@ -55,7 +55,7 @@ def run(ctx: Context) -> dict:
     torch.set_num_threads(ctx.threads)
     p = ctx.params
     data_cfg = json.loads((ctx.input("data") / "config.json").read_text())
-    config = {k: p[k] for k in KEYS} | {"vocab_size": data_cfg["n_atoms"]}
+    config = {k: p[k] for k in KEYS if k in p} | {"vocab_size": data_cfg["n_atoms"]}
     config["seq_len"] = data_cfg["set_size"] * (data_cfg["n_memory"] + 2 * data_cfg["n_queries"]) - 1
     torch.manual_seed(p["train_seed"])  # initial weights
     model = CausalLM(LMConfig(**config)).to(ctx.device)
@@ -69,8 +69,9 @@ def run(ctx: Context) -> dict:
         eval_every=p["eval_every"],
         seed=p["train_seed"],
     )
-    val = split_data(ctx, "val", config, p["hash_seed"])[1].spaced(p["val_seqs"])
-    result = train_lm(model, split_data(ctx, "train", config, p["hash_seed"])[1], cfg, val)
+    hash_seed = p.get("hash_seed")  # None for a cell without sets (no bank)
+    val = split_data(ctx, "val", config, hash_seed)[1].spaced(p["val_seqs"])
+    result = train_lm(model, split_data(ctx, "train", config, hash_seed)[1], cfg, val)
     history = result.history["train"]
     save_trained(ctx.out, model, config, history)
     (ctx.out / "val_history.json").write_text(json.dumps(result.history["eval"]))

@@ -86,7 +86,9 @@ class LMConfig:
             value = getattr(self, name)
             _check(value in allowed, f"{name}={value!r}; allowed: {', '.join(allowed)}")
         _check(self.d_model % self.n_heads == 0, f"d_model={self.d_model} % n_heads != 0")
-        _check(self.stride <= self.window, f"stride={self.stride} > window: gaps in the sets")
+        # sets exist only under SKA; the other variants' params leave stride at its default
+        sets_ok = self.attention != "ska" or self.stride <= self.window
+        _check(sets_ok, f"stride={self.stride} > window: gaps in the sets")
         _check(self.d_ff is None or self.d_ff >= 1, f"d_ff={self.d_ff!r}: need None or >= 1")
         _check(0.0 <= self.dropout < 1.0, f"dropout={self.dropout}: need [0, 1)")
         _check(self.tau > 0 and self.gamma >= 0, f"tau={self.tau}, gamma={self.gamma}")

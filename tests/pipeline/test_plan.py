@@ -51,10 +51,10 @@ def test_default_grid_shares_tokenization_and_banks(tmp_path):
 
 def test_named_cell_shares_the_fingerprint_of_the_matching_grid_banks(tmp_path):
     plan = plan_of(tmp_path)
-    sdpa = plan.node("ska_lm", "banks", "sdpa")
+    named = plan.node("ska_lm", "banks", "beta_off")
     grid = plan.node("ska_lm", "banks", "minhash_k=64,window=32,stride=16")  # seed does not reach banks
-    assert sdpa.fingerprint == grid.fingerprint
-    assert sdpa.workspace().name == "sdpa"  # its own path: what dvc.yaml's foreach names
+    assert named.fingerprint == grid.fingerprint
+    assert named.workspace().name == "beta_off"  # its own path: what dvc.yaml's foreach names
 
 
 def test_fingerprint_ignores_params_the_stage_does_not_read(tmp_path):
