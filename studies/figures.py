@@ -86,7 +86,8 @@ def cell_figures(kind: str, dirs: dict[str, Path], params: dict, out: Path, titl
     if kind == "ska_lm":
         from studies.ska.attention_maps import lm_attention_figure
 
-        maps = lm_attention_figure(dirs["train"], dirs["tokenize"], dirs["banks"], out / "attention.png")
+        # an SDPA cell has no banks node (the figure is None for it)
+        maps = lm_attention_figure(dirs["train"], dirs["tokenize"], dirs.get("banks"), out / "attention.png")
     elif kind == "ska_vit":
         from studies.ska.attention_maps import vit_attention_figure
 
@@ -94,7 +95,7 @@ def cell_figures(kind: str, dirs: dict[str, Path], params: dict, out: Path, titl
     elif kind == "ska_setrecall":
         from studies.ska.attention_maps import setrecall_attention_figure
 
-        maps = setrecall_attention_figure(dirs["train"], dirs["data"], params["hash_seed"], out / "attention.png")
+        maps = setrecall_attention_figure(dirs["train"], dirs["data"], params.get("hash_seed"), out / "attention.png")
     elif kind == "ska_diffusion":
         import torch
 

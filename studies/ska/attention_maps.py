@@ -107,8 +107,9 @@ def _load(model: nn.Module, train_dir: Path) -> nn.Module:
     return model.eval()
 
 
-def lm_attention_figure(train_dir: Path, tokenize_dir: Path, banks_dir: Path, png: Path) -> Path | None:
-    """Maps of a trained ska_lm cell for the first validation sequence (held out from training)."""
+def lm_attention_figure(train_dir: Path, tokenize_dir: Path, banks_dir: Path | None, png: Path) -> Path | None:
+    """Maps of a trained ska_lm cell for the first validation sequence (held out from training);
+    None for a cell without set attention (which has no bank)."""
     from studies.data.lm import chunk_tokens
     from studies.data.tokenizer import load_tokens
 
@@ -125,7 +126,7 @@ def lm_attention_figure(train_dir: Path, tokenize_dir: Path, banks_dir: Path, pn
     return plot_maps(maps, bank.valid, "SKA attention, validation sequence 0", png)
 
 
-def setrecall_attention_figure(train_dir: Path, data_dir: Path, hash_seed: int, png: Path) -> Path | None:
+def setrecall_attention_figure(train_dir: Path, data_dir: Path, hash_seed: int | None, png: Path) -> Path | None:
     """Maps of a trained ska_setrecall cell for the first validation sequence, its bank hashed
     with the cell's ``hash_seed`` as in training."""
     from .model import CausalLM, LMConfig
