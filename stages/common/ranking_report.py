@@ -11,6 +11,7 @@ Floors the evaluate stage reports (``chance``, ``candidate_uniform``) are drawn 
 from __future__ import annotations
 
 from pipeline.spec import Context, StageSpec
+from pipeline.views import Views
 
 SPEC = StageSpec(
     name="report",
@@ -21,6 +22,8 @@ SPEC = StageSpec(
     choices={"report_goal": ("min", "max")},
     refers={"report_metric": "metric", "report_replicates": "param", "report_reference": "cell"},
 )
+# the plots `dvc plots show` draws (pipeline.views)
+VIEWS = Views(images=("{report_metric}.png", "train_curves.png"), bars=(("summary.csv", "cell", "{report_metric}"),))
 FLOORS = ("chance", "candidate_uniform")  # metric names that are baselines, not results
 # the same for every seed of a cell: averaged without an s.d. (``seed`` itself is left out)
 FIXED = (*FLOORS, "n_params", "steps", "warmup_steps", "n_train", "n_val", "test_n_puzzles", "test_n_blanks")
