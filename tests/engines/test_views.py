@@ -3,7 +3,8 @@
 job names ``snakemake -n`` prints.
 
 The toy report writes table.csv (a row per cell: "cell", total) and totals.png; its module
-declares both in VIEWS, so dvc.yaml lists them (pipeline.views)."""
+declares both in VIEWS, so dvc.yaml lists them (pipeline.views); Snakemake's report shows the
+CSV tables and PNG plots its ``toy_views`` job links into artifacts/.views/toy."""
 
 import base64
 import csv
@@ -71,7 +72,7 @@ def test_snakemake_report_holds_each_studys_table_and_plot(project):
     project.snakemake("--report", "report.html")
     html = (project.path / "report.html").read_text()
     results = json.loads(re.search(r"var results = (\{.*?\});\n", html).group(1))
-    table, plot = results[f"{REPORT}/table.csv"], results[f"{REPORT}/totals.png"]
+    table, plot = results["artifacts/.views/toy/table.csv"], results["artifacts/.views/toy/totals.png"]
     assert (table["mime_type"], plot["mime_type"]) == ("text/csv", "image/png")
     embedded = base64.b64decode(table["data_uri"].split("base64,", 1)[1]).decode()
     assert embedded == (project.path / REPORT / "table.csv").read_text()
@@ -83,7 +84,7 @@ def test_snakemake_report_holds_each_studys_table_and_plot(project):
 def test_snakemake_names_jobs_after_study_and_stage_and_the_report_lists_no_inputs(project):
     dry = output(project.snakemake("-n"))
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.split("Job stats:")[1], flags=re.M))
-    assert stats == {"toy_gen": "3", "toy_power": "5", "toy_report": "1", "all": "1", "total": "10"}
+    assert stats == {"toy_gen": "3", "toy_power": "5", "toy_report": "1", "toy_views": "1", "all": "1", "total": "11"}
     built = output(project.snakemake()) + output(project.snakemake("--forcerun", "toy_report"))
     report_jobs = [block for block in built.split("\n[") if "toy: report of 5 cells" in block]
     assert len(report_jobs) == 2

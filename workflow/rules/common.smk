@@ -99,14 +99,19 @@ def _meta(node):
     return f"{node.workspace(ART)}/meta.json"
 
 
-def _target(node):
-    """What a node's rule outputs: its meta.json, or for a study-level (gather) node its whole report
-    directory, so that `snakemake --report` can show every table and plot in it."""
-    return str(node.workspace(ART)) if node.spec.gather else _meta(node)
+REPORTED = [s for s in PLAN.studies if any(n.study == s and n.spec.gather for n in PLAN.nodes.values())]
+
+
+def views_dir(study):
+    """Where a study's report tables and plots are linked for `snakemake --report` (the report
+    directory itself is not a Snakemake output: Snakemake would delete it before the report job, and
+    a report that fails keeps its previous tables there, marked stale)."""
+    return f"{ART}/.views/{study}"
 
 
 def all_targets(study=None):
-    return [_target(n) for n in PLAN.nodes.values() if study in (None, n.study)]
+    nodes = [_meta(n) for n in PLAN.nodes.values() if study in (None, n.study)]
+    return nodes + [views_dir(s) for s in REPORTED if study in (None, s)]
 
 
 def node_of(wildcards, study, stage):
@@ -173,7 +178,7 @@ def _study_ranks():
 
 STUDY_RANK = _study_ranks()
 REPORT_PRIORITY = len(STUDY_RANK) + 1  # a report runs as soon as its study is done: results first
-REPORT_PATTERNS = ["{name}.csv", "{name}.png"]  # what `snakemake --report` shows of a report directory
+REPORT_PATTERNS = ["{name}.csv", "{name}.png"]  # what `snakemake --report` shows of a study's report
 
 
 _RUN_STARTED = time.time()

@@ -14,12 +14,8 @@ VIEWS = Views(images=("totals.png",), bars=(("table.csv", "cell", "total"),))
 
 
 def run(ctx: Context) -> dict:
-    lines, rows, csv = (
-        [ctx.params["title"]],
-        ["| cell | total | state |", "|------|-------|-------|"],
-        ["cell,total,state"],
-    )
-    totals = {}
+    lines, rows = [ctx.params["title"]], ["| cell | total | state |", "|------|-------|-------|"]
+    csv, totals = ["cell,total,state"], {}
     for cell in sorted(ctx.cells):
         state = ctx.cells[cell].get("state")
         total = "" if state else next(u for u in ctx.inputs("power") if cell in u.cells).metrics()["total"]
