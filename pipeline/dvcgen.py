@@ -9,6 +9,9 @@ Every stage runs the same command as the Snakemake rule and writes the same path
 A final ``failures`` stage (always run) exits non-zero naming the nodes that failed. Its
 only tracked inputs are its fingerprint file and its upstream outputs (for ordering):
 a comment edit changes no fingerprint, so DVC reruns nothing.
+
+Top-level ``metrics`` and ``plots`` name each study's report files (pipeline.views), so
+``dvc metrics show``, ``dvc plots show`` and ``dvc exp show`` list them.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline import views
 from pipeline.params import Study
 from pipeline.plan import BASE, Plan
 
@@ -109,7 +113,7 @@ def render(plan: Plan) -> str:
         "always_changed": True,
         "deps": [f"artifacts/reports/{s}" for s in plan.studies],
     }
-    return HEADER + yaml.safe_dump({"stages": stages}, sort_keys=False, width=200)
+    return HEADER + yaml.safe_dump({"stages": stages, **views.dvc_sections(plan)}, sort_keys=False, width=200)
 
 
 def is_current(plan: Plan, path: Path) -> bool:

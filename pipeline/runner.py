@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline import device, failures, gpus, paths, project, record
+from pipeline import device, failures, gpus, paths, project, record, views
 from pipeline.child import OOM_EXIT
 from pipeline.record import NodeRecord
 from pipeline.store import Store, StoreUnreachable, _remove_tree, read_meta
@@ -195,6 +195,7 @@ def _compute(node: NodeRecord, store: Store, gpu_env: dict[str, str]) -> tuple[i
         "threads": _threads(),
     }
     if node.gather:  # item 8: every table states the build it reflects and the cells it lacks
+        views.write_metrics(tmp, meta["metrics"])  # the headline numbers, for dvc metrics/exp show
         missing = {c: states[c] for c in cells if c in states}
         full = [f"{c}: {s}" for c, s in sorted(missing.items())]
         failures.stamp(tmp, failures.build_line(node.fingerprint, started, len(cells), missing), full)

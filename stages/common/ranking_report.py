@@ -13,6 +13,7 @@ the evaluate stage reports (``chance``, ``candidate_uniform``) and, for an ε-MS
 from __future__ import annotations
 
 from pipeline.spec import Context, StageSpec
+from pipeline.views import Views
 
 SPEC = StageSpec(
     name="report",
@@ -23,6 +24,8 @@ SPEC = StageSpec(
     choices={"report_goal": ("min", "max")},
     refers={"report_metric": "metric", "report_replicates": "param", "report_reference": "cell"},
 )
+# the plots `dvc plots show` draws (pipeline.views)
+VIEWS = Views(images=("{report_metric}.png", "train_curves.png"), bars=(("summary.csv", "cell", "{report_metric}"),))
 FLOORS = ("chance", "candidate_uniform", "predict_zero_eps")  # metric names that are baselines, not results
 # the same for every seed of a cell: averaged without an s.d. (``seed`` itself is left out)
 FIXED = (*FLOORS, "n_params", "steps", "warmup_steps", "n_train", "n_val", "test_n_puzzles", "test_n_blanks")

@@ -13,6 +13,7 @@ metric), ``table`` (one row per cell), ``ablations`` (each factor against the ba
 from __future__ import annotations
 
 from pipeline.spec import Context, StageSpec
+from pipeline.views import Views
 
 SOLVER_METRICS = tuple(f"test_{mode}_{m}" for mode in ("langevin", "z_zero") for m in ("blank_acc", "puzzle_acc"))
 
@@ -24,6 +25,8 @@ SPEC = StageSpec(
     gather=True,
     choices={"report_metric": SOLVER_METRICS},
 )
+# the plots `dvc plots show` draws (pipeline.views)
+VIEWS = Views(images=("{report_metric}.png", "train_curves.png"), bars=(("summary.csv", "cell", "{report_metric}"),))
 FLOORS = ("chance", "candidate_uniform")
 FIXED = (*FLOORS, "n_params", "steps", "n_test")  # the same for every seed of a cell: mean only
 ORACLE_PREFIX = "test_oracle_z_"

@@ -9,6 +9,7 @@ panels (acc and opt vs params with the floors, Δacc and Δopt per size with CIs
 from __future__ import annotations
 
 from pipeline.spec import Context, StageSpec
+from pipeline.views import Views
 
 SPEC = StageSpec(
     name="report",
@@ -17,6 +18,8 @@ SPEC = StageSpec(
     code=("studies.report", "studies.stats"),
     gather=True,
 )
+# the plots `dvc plots show` draws (pipeline.views)
+VIEWS = Views(images=("scaling.png",))
 REPLICATE = "train_seed"  # cells differing only in this param are averaged
 METRICS = ("acc", "opt", "exact_opt", "junction_acc", "len_ratio")
 FLOORS = ("random_acc", "random_opt", "junction_chance")

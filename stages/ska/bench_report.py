@@ -9,8 +9,11 @@ Each table holds both scopes measured: the attention kernel alone and the whole 
 from __future__ import annotations
 
 from pipeline.spec import Context, StageSpec
+from pipeline.views import Views
 
 SPEC = StageSpec(name="report", reads=(), needs=("bench",), code=("studies.report",), gather=True)
+# the plots `dvc plots show` draws (pipeline.views)
+VIEWS = Views(images=("steps_per_s_vs_length.png", "peak_mem_mb_vs_length.png"))
 COLUMNS = (
     "backend",
     "precision",

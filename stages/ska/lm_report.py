@@ -16,6 +16,7 @@ Every table carries ``n_params`` (trainable parameters) and the floor ``uniform_
 from __future__ import annotations
 
 from pipeline.spec import Context, StageSpec
+from pipeline.views import Views
 
 SPEC = StageSpec(
     name="report",
@@ -29,6 +30,10 @@ SPEC = StageSpec(
         "report_metric": "metric",
         "report_reference": "cell",
     },
+)
+# the plots `dvc plots show` draws (pipeline.views)
+VIEWS = Views(
+    images=("{report_metric}_vs_{report_x}.png", "train_curves.png"), bars=(("summary.csv", "cell", "{report_metric}"),)
 )
 # Only cells with attention=ska have these: every SKA branch switched off, and the gates.
 SKA_ONLY_METRICS = ("test_perplexity_without_ska", "ska_gate_mean")

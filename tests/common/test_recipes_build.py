@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import importlib
 import json
 import math
 import os
@@ -43,6 +44,7 @@ import pytest
 import yaml
 
 from pipeline import plan as plan_mod
+from pipeline import views
 from pipeline.codehash import ROOT
 from pipeline.params import ParamsError
 from stages import RECIPES
@@ -575,6 +577,15 @@ def test_study_builds_end_to_end_with_tiny_params(study, built):
         if path.suffix == ".md":  # every table also as a booktabs LaTeX table, for a paper
             tex = path.with_suffix(".tex").read_text()
             assert "\\toprule" in tex and "\\bottomrule" in tex, f"{report.label}: {path.stem}.tex: {tex[:300]}"
+    # what dvc.yaml shows of it (pipeline.views): its metrics as metrics.json, and every declared plot
+    assert json.loads((out / views.METRICS).read_text()) == metrics
+    declared = getattr(importlib.import_module(plan.stages[kind]["report"][0]), "VIEWS", views.Views())
+    for name in declared.images:
+        assert (out / name.format(**p)).is_file(), f"{report.label}: VIEWS names {name.format(**p)}, not written"
+    for table, label, value in declared.bars:
+        with open(out / table) as f:
+            header = next(csv.reader(f))
+        assert {label, value.format(**p)} <= set(header), f"{report.label}: VIEWS bars {label}/{value} vs {header}"
     n_cells = len(plan.studies[study].cells)
     assert len(report.cells) == n_cells
     if kind in ROW_PER_CELL:

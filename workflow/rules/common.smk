@@ -99,33 +99,44 @@ def _meta(node):
     return f"{node.workspace(ART)}/meta.json"
 
 
+REPORTED = [s for s in PLAN.studies if any(n.study == s and n.spec.gather for n in PLAN.nodes.values())]
+
+
+def views_dir(study):
+    """Where a study's report tables and plots are linked for `snakemake --report` (the report
+    directory itself is not a Snakemake output: Snakemake would delete it before the report job, and
+    a report that fails keeps its previous tables there, marked stale)."""
+    return f"{ART}/.views/{study}"
+
+
 def all_targets(study=None):
-    return [_meta(n) for n in PLAN.nodes.values() if study in (None, n.study)]
+    nodes = [_meta(n) for n in PLAN.nodes.values() if study in (None, n.study)]
+    return nodes + [views_dir(s) for s in REPORTED if study in (None, s)]
 
 
-def node_of(wildcards, stage=None):
-    return PLAN.node(wildcards.study, stage or wildcards.stage, getattr(wildcards, "slug", _plan.BASE))
+def node_of(wildcards, study, stage):
+    return PLAN.node(study, stage, getattr(wildcards, "slug", _plan.BASE))
 
 
-def node_inputs(stage=None):
+def node_inputs(study, stage):
     """Input function: the node's fingerprint file and its upstream nodes' meta.json."""
 
     def inputs(wildcards):
-        node = node_of(wildcards, stage)
+        node = node_of(wildcards, study, stage)
         return [str(node.fingerprint_file(ART))] + [_meta(u) for u in PLAN.upstream_nodes(node)]
 
     return inputs
 
 
-def node_threads(stage=None):
-    return lambda wildcards: node_of(wildcards, stage).spec.threads
+def node_threads(study, stage):
+    return lambda wildcards: node_of(wildcards, study, stage).spec.threads
 
 
-def node_gpus(stage=None):
+def node_gpus(study, stage):
     """Resource ``gpu``: `--resources gpu=N` runs at most N GPU jobs at once (the runner pins each to a device)."""
 
     def gpus(wildcards):
-        node = node_of(wildcards, stage)
+        node = node_of(wildcards, study, stage)
         return node.spec.gpus_for(node.params)
 
     return gpus
@@ -167,10 +178,7 @@ def _study_ranks():
 
 STUDY_RANK = _study_ranks()
 REPORT_PRIORITY = len(STUDY_RANK) + 1  # a report runs as soon as its study is done: results first
-
-
-def node_priority(wildcards):
-    return STUDY_RANK[wildcards.study]
+REPORT_PATTERNS = ["{name}.csv", "{name}.png"]  # what `snakemake --report` shows of a study's report
 
 
 _RUN_STARTED = time.time()
