@@ -59,11 +59,11 @@ def run_stage(module, params: dict, out, upstream: dict) -> dict:
     return module.run(ctx)
 
 
-@pytest.fixture(scope="module")
-def cell(tmp_path_factory):
-    """One tiny cell (stability on) built stage by stage: directories and metrics per stage."""
+@pytest.fixture(scope="module", params=["twohop", "arith"])
+def cell(request, tmp_path_factory):
+    """One tiny cell per task (stability on) built stage by stage: directories and metrics per stage."""
     torch.set_num_threads(1)
-    root, p = tmp_path_factory.mktemp("bridge_cell"), base_params()
+    root, p = tmp_path_factory.mktemp("bridge_cell"), base_params(task=request.param)
     dirs, metrics = {}, {}
     for module in (bridge_data, lms, train, evaluate, quantize):
         name = module.SPEC.name
@@ -96,7 +96,7 @@ def test_quantize_at_fp32_reproduces_evaluates_bridged_answers_and_accuracy(cell
     """The consistency check: the wire stage's fp32 path (encode, decode, B re-run) gives the
     evaluate stage's bridged answers text for text, so its accuracy is evaluate's."""
     bridge, _, tok_b = loaded_bridge(cell)
-    test = handover.load_examples(cell["dirs"]["bridge_data"], "test", "arith")
+    test = handover.load_examples(cell["dirs"]["bridge_data"], "test", cell["params"]["task"])
     pairs = handover.tokenise(test, *loaded_bridge(cell)[1:])
     dec = evaluate.decoding(cell["params"])
     fp32, _ = quantize.dequantized_answers(bridge, pairs, tok_b, dec, TINY["eval_batch_size"], "fp32")
@@ -106,6 +106,8 @@ def test_quantize_at_fp32_reproduces_evaluates_bridged_answers_and_accuracy(cell
     assert len(fp32) == len(test) == TINY["n_test"]
     assert fp32 == evaluated and any(fp32)  # generated text (6 new tokens), not an empty list twice
     assert cell["metrics"]["quantize"]["wire_fp32_acc"] == cell["metrics"]["evaluate"]["test_bridged_acc"]
+    lenient = "test_bridged_acc_lenient_not_official"  # arith: the labelled lenient column beside the official one
+    assert (lenient in cell["metrics"]["evaluate"]) == (cell["params"]["task"] == "arith")
     assert dec == decoding_for(TrainConfig(max_new=TINY["max_new"], stability=True))  # hygiene on
 
 
@@ -114,7 +116,7 @@ def test_evaluate_in_bridged_mode_never_feeds_b_the_question(cell):
     looks up the anchor ([1, k]) and then one generated id per row, never a question id
     sequence; the positive control (text mode) shows the question's ids reaching it."""
     bridge, tok_a, tok_b = loaded_bridge(cell)
-    test = handover.load_examples(cell["dirs"]["bridge_data"], "test", "arith")
+    test = handover.load_examples(cell["dirs"]["bridge_data"], "test", cell["params"]["task"])
     pairs = handover.tokenise(test, tok_a, tok_b)
     seen = {}
     for mode in ("bridged", "text"):
