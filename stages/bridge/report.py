@@ -83,6 +83,8 @@ def quantize_rows(ctx: Context, rows: list[dict], keys: list[str], replicate: st
             first = per_cell[members[0]["cell"]][i]
             row |= {k: first[k] for k in ("bytes_mean", "bytes_min", "bytes_max", "text_bytes_mean", "wire_over_text")}
             row |= {"verdict": first["verdict"], "format": fmt, "cell": label, "M": members[0].get("n_soft_tokens")}
+            for c in CONTROLS:  # the floor beside the number: the same cells' test controls (mean over seeds)
+                row[f"test_{c}_acc"] = sum(m[f"test_{c}_acc"] for m in members) / len(members)
             fp32 = {m[replicate]: m.get("wire_fp32_acc") for m in members}
             if fmt != "fp32" and None not in fp32.values():
                 d = difference_ci({m[replicate]: m[f"wire_{fmt}_acc"] for m in members}, fp32)
@@ -178,8 +180,11 @@ def run(ctx: Context) -> dict:
     accuracy = [{k: v for k, v in r.items() if any(x.get(k) is not None for x in accuracy)} for r in accuracy]
     write_table(accuracy, ctx.out / "accuracy", sort_by=metric, first=lead, descending=True, better=better)
     stab = ("val_peak", "val_final", "val_degradation", "val_last", "best_step", "stopped_step", "steps")
-    stability = [{k: r.get(k) for k in ("cell", *factors, "n")} | {k: r.get(k) for k in stab} for r in summary]
-    stability = [r | {f"{k}_sd": s.get(f"{k}_sd") for k in stab[:4]} for r, s in zip(stability, summary, strict=True)]
+    beside = (metric, *(f"test_{c}_acc" for c in CONTROLS))  # what the kept state scores on test, with its floors
+    stability = [{k: r.get(k) for k in ("cell", *factors, "n", *stab, *beside)} for r in summary]
+    stability = [
+        r | {f"{k}_sd": s.get(f"{k}_sd") for k in (*stab[:4], *beside)} for r, s in zip(stability, summary, strict=True)
+    ]
     write_table(stability, ctx.out / "stability", sort_by="cell", better={"val_degradation": "min"})
     flat = [{k: v for k, v in r.items() if k != "curve"} for r in rows]
     write_table(flat, ctx.out / "table", sort_by=metric, first=("cell",), descending=True, better=better)
@@ -188,7 +193,8 @@ def run(ctx: Context) -> dict:
 
     wire = quantize_rows(ctx, rows, keys, replicate)
     wire_lead = ("cell", "format", "n", "M", "bytes_mean", "bytes_min", "bytes_max", "text_bytes_mean")
-    write_table(wire, ctx.out / "quantization", sort_by="cell", first=(*wire_lead, "wire_over_text", "verdict", "acc"))
+    wire_first = (*wire_lead, "wire_over_text", "verdict", "acc", "acc_sd", *(f"test_{c}_acc" for c in CONTROLS))
+    write_table(wire, ctx.out / "quantization", sort_by="cell", first=wire_first, better={"acc": None})
     base_wire = [w for w in wire if w["cell"] == summary[0]["cell"]]
     bar_plot(
         [{"cell": w["format"], "named": False, "bytes_mean": w["bytes_mean"], "n": w["n"]} for w in base_wire],
