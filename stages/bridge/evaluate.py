@@ -7,8 +7,11 @@ floor), ``shuffled`` (another example's soft tokens: the leak control) and ``a_a
 its own question). Metrics ``test_<mode>_acc`` (official GSM8K ``#### N`` accuracy for arith,
 SQuAD EM for two-hop); arith also ``test_<mode>_acc_lenient_not_official`` (last number anywhere,
 labelled, never the headline), two-hop ``test_<mode>_f1``; ``test_<mode>_invalid`` the share with
-no valid answer. Decoding is the training's (hygiene with the stability switch). The predictions
-are kept in ``predictions.jsonl``.
+no valid answer; ``test_<mode>_distinct`` how many different answers it gave. Beside them the
+floor ``majority_floor_acc``: always answering the TRAIN split's most frequent gold (a bridge that
+passes on only the answer's type, country or city, gets no further than that floor per type, and
+``distinct`` shows it). Decoding is the training's (hygiene with the stability switch). The
+predictions are kept in ``predictions.jsonl``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ def mode_answers(bridge, pairs, tok_a, tok_b, dec, batch_size: int) -> dict[str,
 
 
 def run(ctx: Context) -> dict:
+    from collections import Counter
+
     import torch
 
     from stages.bridge.handover import load_bridge, load_examples, score, tokenise
@@ -62,4 +67,7 @@ def run(ctx: Context) -> dict:
     out = {"n_test": len(test)}
     for m in MODES:
         out |= {f"test_{m}_{k}": v for k, v in score(preds[m], test).items()}
-    return out
+        out[f"test_{m}_distinct"] = len({t.strip() for t in preds[m]})
+    train = load_examples(ctx.input("bridge_data"), "train", p["task"])
+    (majority, _), *_ = Counter(e.answer for e in train).most_common(1)
+    return out | {"majority_floor_acc": score([majority] * len(test), test)["acc"]}

@@ -35,7 +35,7 @@ SPEC = StageSpec(
     refers={"report_replicates": "param", "report_reference": "cell"},
 )
 NOT_ABOVE = "NOT above both controls by a 95 % CI"
-FIXED = ("n_params", "steps", "n_test", "n_val", "n_soft_tokens", "text_bytes_mean")
+FIXED = ("n_params", "steps", "n_test", "n_val", "n_soft_tokens", "text_bytes_mean", "majority_floor_acc")
 
 
 def control_gaps(rows: list[dict], keys: list[str], replicate: str) -> dict[str, dict]:
@@ -163,8 +163,10 @@ def run(ctx: Context) -> dict:
         f"{metric}_sd",
         f"{metric}_ci95",
         *controls,
+        "majority_floor_acc",
         *(f"bridged_minus_{c}{s}" for c in CONTROLS for s in ("", "_lo", "_hi")),
         "verdict",
+        "test_bridged_distinct",
         f"{metric}_diff",
         f"{metric}_diff_lo",
         f"{metric}_diff_hi",
@@ -175,7 +177,7 @@ def run(ctx: Context) -> dict:
         "n_params",
         "n_test",
     )
-    better = {c: None for c in controls} | {metric: "max"}
+    better = {c: None for c in (*controls, "majority_floor_acc")} | {metric: "max", "test_bridged_distinct": None}
     accuracy = [{k: r.get(k) for k in lead} | {f"{c}_sd": r.get(f"{c}_sd") for c in controls} for r in summary]
     accuracy = [{k: v for k, v in r.items() if any(x.get(k) is not None for x in accuracy)} for r in accuracy]
     write_table(accuracy, ctx.out / "accuracy", sort_by=metric, first=lead, descending=True, better=better)
@@ -249,8 +251,9 @@ def narrative(study: str, summary: list[dict], wire: list[dict], loads: list[dic
         lines.append(
             f"- {r['cell']} (n={r['n']}): bridged {pct(r[metric])}; text {pct(r['test_text_acc'])}, no_bridge "
             f"{pct(r['test_no_bridge_acc'])}, shuffled {pct(r['test_shuffled_acc'])}, "
-            f"A alone {pct(r['test_a_alone_acc'])}; "
-            f"{gaps}: **{r['verdict']}**."
+            f"A alone {pct(r['test_a_alone_acc'])}; majority-answer floor {pct(r['majority_floor_acc'])}; "
+            f"{gaps}: **{r['verdict']}**. Bridged mode gave {r['test_bridged_distinct']:.1f} distinct answers "
+            f"(mean over seeds) to {r['n_test']:.0f} test questions."
         )
     if all(r["verdict"] == NOT_ABOVE for r in summary):
         lines += [

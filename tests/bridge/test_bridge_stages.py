@@ -209,3 +209,47 @@ def test_lm_source_hub_fails_the_lms_node_saying_no_loader_and_hub_unreachable(t
     )
     assert "not reachable" in out.err + out.out
     assert not published(tmp_path, "lms")
+
+
+def test_majority_floor_and_distinct_answers_are_measured_on_the_stage_outputs(cell):
+    """The floor is the TRAIN split's most frequent answer scored on test; ``distinct`` counts
+    the bridged answers' different values in predictions.jsonl."""
+    from collections import Counter
+
+    data, task = cell["dirs"]["bridge_data"], cell["params"]["task"]
+    majority = Counter(e.answer for e in handover.load_examples(data, "train", task)).most_common(1)[0][0]
+    test = handover.load_examples(data, "test", task)
+    m = cell["metrics"]["evaluate"]
+    assert m["majority_floor_acc"] == handover.score([majority] * len(test), test)["acc"]
+    rows = [json.loads(x) for x in (cell["dirs"]["evaluate"] / "predictions.jsonl").read_text().splitlines()]
+    assert m["test_bridged_distinct"] == len({r["bridged"].strip() for r in rows}) >= 1
+
+
+def _rows(bridged, no_bridge, shuffled):
+    return [
+        {
+            "cell": f"s={i}",
+            "named": False,
+            "s": i,
+            "test_bridged_acc": b,
+            "test_no_bridge_acc": n,
+            "test_shuffled_acc": s,
+        }
+        for i, (b, n, s) in enumerate(zip(bridged, no_bridge, shuffled, strict=True))
+    ]
+
+
+def test_the_verdict_needs_both_controls_beaten_by_a_ci_over_three_seeds():
+    from stages.bridge.report import NOT_ABOVE, control_gaps
+
+    above = control_gaps(_rows([0.30, 0.32, 0.35], [0.0, 0.0, 0.01], [0.03, 0.02, 0.04]), ["s"], "s")
+    (gaps,) = above.values()
+    assert gaps["verdict"] == "above both controls (95 % CI)"
+    assert gaps["bridged_minus_shuffled"] == pytest.approx((0.27 + 0.30 + 0.31) / 3)
+    assert gaps["bridged_minus_shuffled_lo"] > 0
+    # shuffled as good as bridged (a leak or a constant answer): labelled
+    (leak,) = control_gaps(_rows([0.30, 0.32, 0.35], [0.0, 0.0, 0.0], [0.31, 0.30, 0.36]), ["s"], "s").values()
+    assert leak["verdict"] == NOT_ABOVE
+    # two seeds are never enough for the label, however large the gap
+    (two,) = control_gaps(_rows([0.30, 0.32], [0.0, 0.0], [0.0, 0.01]), ["s"], "s").values()
+    assert two["verdict"] == NOT_ABOVE

@@ -280,7 +280,11 @@ REPORT_READS: dict[str, dict[str, tuple[str, ...]]] = {
     "ebm_interp": {"train": ("n_params",)},
     "bridge": {
         "train": ("n_params", "val_peak", "val_final", "val_degradation", "best_step", "stopped_step"),
-        "evaluate": tuple(f"test_{m}_acc" for m in ("bridged", "text", "no_bridge", "shuffled", "a_alone")),
+        "evaluate": (
+            *(f"test_{m}_acc" for m in ("bridged", "text", "no_bridge", "shuffled", "a_alone")),
+            "test_bridged_distinct",
+            "majority_floor_acc",
+        ),
         "quantize": tuple(f"wire_{f}_{k}" for f in ("fp32", "int4") for k in ("acc", "bytes_mean", "wire_over_text")),
         "bench": ("text_b1_ms_per_sample", "latent_b1_ms_per_sample", "latent_b1_peak_mem_mb", "load_before"),
     },
