@@ -64,4 +64,13 @@ RECIPES: dict[str, tuple[str, ...]] = {
         "stages.ebm.report",
     ),
     "ebm_interp": ("stages.common.sudoku_data", "stages.ebm.train", "stages.ebm.interp"),
+    "bridge": (
+        "stages.bridge.bridge_data",
+        "stages.bridge.lms",
+        "stages.bridge.train",
+        "stages.bridge.evaluate",
+        "stages.bridge.quantize",
+        "stages.bridge.bench",
+        "stages.bridge.report",
+    ),
 }

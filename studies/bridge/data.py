@@ -18,10 +18,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from studies.bridge.scorers import gsm8k_gold
 from studies.data.corpora import linked_groups
 from studies.data.hub import hub_offline
 
 TASKS = ("arith", "twohop")
+SCORER_TASK = {"arith": "gsm8k", "twohop": "two_hop"}  # the scorers.score_batch task of each data task
 ANCHOR = "Answer: "
 HUB = {"gsm8k": ("openai/gsm8k", "main"), "hotpotqa": ("hotpotqa/hotpot_qa", "distractor")}
 
@@ -149,19 +151,15 @@ def generate_twohop(n: int, seed: int) -> list[Example]:
     return out
 
 
-def gsm8k_gold(answer: str) -> str:
-    """The number after GSM8K's final ``####``, commas dropped; ValueError if there is none."""
-    head, sep, tail = answer.rpartition("####")
-    number = tail.strip().replace(",", "")
-    if not sep or not re.fullmatch(r"-?\d+(\.\d+)?", number):
-        raise ValueError(f"answer does not end in '#### N': {answer[-60:]!r}")
-    return number
-
-
 def _gsm8k_row(row: dict) -> Example:
+    """A GSM8K row; its gold is what the scorer compares with (scorers.gsm8k_gold: the number
+    after the FIRST ``#### ``, as openai/grade_school_math reads it), so the two never disagree."""
     if not isinstance(row.get("question"), str) or not isinstance(row.get("answer"), str):
         raise ValueError(f"needs string fields 'question' and 'answer', got keys {sorted(row)}")
-    return Example(row["question"], row["answer"], gsm8k_gold(row["answer"]), "", "arith")
+    gold = gsm8k_gold(row["answer"])
+    if gold is None or "####" not in row["answer"]:
+        raise ValueError(f"answer holds no GSM8K '#### N' gold: {row['answer'][-60:]!r}")
+    return Example(row["question"], row["answer"], gold, "", "arith")
 
 
 def _hotpot_row(row: dict) -> Example:

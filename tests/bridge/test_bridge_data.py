@@ -9,7 +9,6 @@ from studies.bridge.data import (
     ANCHOR,
     generate_arith,
     generate_twohop,
-    gsm8k_gold,
     lm_corpus,
     load_gsm8k,
     load_hotpotqa,
@@ -17,6 +16,7 @@ from studies.bridge.data import (
     prompt,
     split_disjoint,
 )
+from studies.bridge.scorers import gsm8k_correct
 from studies.bridge.tokenizers import PAD, UNK, build_tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -109,8 +109,18 @@ def test_invalid_json_line_and_missing_gold_are_errors(tmp_path):
     bad.write_text('{"question": "q", "answer": "#### 1"}\n{not json\n')
     with pytest.raises(ValueError, match="bad.jsonl: line 2: not valid JSON"):
         load_gsm8k(bad)
-    with pytest.raises(ValueError, match="does not end in '#### N'"):
-        gsm8k_gold("the answer is 4")
+    no_gold = tmp_path / "no_gold.jsonl"
+    no_gold.write_text('{"question": "q", "answer": "#### 1"}\n{"question": "q2", "answer": "the answer is 4"}\n')
+    with pytest.raises(ValueError, match="no_gold.jsonl: line 2: answer holds no GSM8K '#### N' gold"):
+        load_gsm8k(no_gold)
+
+
+def test_gsm8k_gold_is_the_scorers_first_hash_number_as_the_official_grader_reads_it(tmp_path):
+    two = tmp_path / "two.jsonl"
+    two.write_text('{"question": "q", "answer": "so #### 12 and later #### 13"}\n')
+    (example,) = load_gsm8k(two)
+    assert example.gold == "12"  # the first '#### ', not the last
+    assert gsm8k_correct("#### 12", example.answer) and not gsm8k_correct("#### 13", example.answer)
 
 
 def test_hub_name_offline_says_the_hub_is_unreachable_and_to_pass_a_file():

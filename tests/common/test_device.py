@@ -64,6 +64,8 @@ NO_MODEL = {
     "stages.poh.maze_parity",
     "stages.poh.maze_report",
     "stages.ebm.report",
+    "stages.bridge.bridge_data",
+    "stages.bridge.report",
 }
 MODEL_STAGES = sorted({m for modules in RECIPES.values() for m in modules} - NO_MODEL)
 MODEL_STUDIES = sorted(

@@ -227,6 +227,34 @@ SHRINK: dict[str, dict] = {
         },
     },
     "ebm_interp": {"params": {**EBM_TINY, "interp_n": 4, "interp_chains": 2, "interp_steps": 3}, "grid": {}},
+    # a few dozen questions, 2-step LMs and translators: the stability pair, two seeds each (the
+    # controls' paired CIs), every wire format, a two-size benchmark
+    "bridge": {
+        "params": {
+            "n_per_task": 40,
+            "n_val": 4,
+            "n_test": 6,
+            "lm_a_d_model": 16,
+            "lm_b_d_model": 16,
+            "lm_layers": 1,
+            "lm_heads": 2,
+            "lm_steps": 2,
+            "lm_batch_size": 4,
+            "n_soft_tokens": 2,
+            "translator_width": 8,
+            "translator_heads": 2,
+            "steps": 2,
+            "batch_size": 4,
+            "warmup": 1,
+            "eval_every": 1,
+            "max_new": 4,
+            "eval_batch_size": 4,
+            "bench_batch_sizes": "1,2",
+            "bench_repeats": 1,
+            "bench_new_tokens": 2,
+        },
+        "grid": {"stability": [True, False], "train_seed": [0, 1]},
+    },
 }
 
 # What each report reads from the per-cell nodes: stage → metric keys ("{key}": that param's
@@ -252,6 +280,16 @@ REPORT_READS: dict[str, dict[str, tuple[str, ...]]] = {
         ),
     },
     "ebm_interp": {"train": ("n_params",)},
+    "bridge": {
+        "train": ("n_params", "val_peak", "val_final", "val_degradation", "best_step", "stopped_step"),
+        "evaluate": (
+            *(f"test_{m}_acc" for m in ("bridged", "text", "no_bridge", "shuffled", "a_alone")),
+            "test_bridged_distinct",
+            "majority_floor_acc",
+        ),
+        "quantize": tuple(f"wire_{f}_{k}" for f in ("fp32", "int4") for k in ("acc", "bytes_mean", "wire_over_text")),
+        "bench": ("text_b1_ms_per_sample", "latent_b1_ms_per_sample", "latent_b1_peak_mem_mb", "load_before"),
+    },
     "poh_scaling": {
         "maze_data": ("n_train", "n_val", "n_test"),
         "train": ("kind", "size", "n_params", "wall_s", "seed"),
@@ -318,6 +356,17 @@ REPORT_FILES: dict[str, tuple[str, ...]] = {
         "interp.csv",
         "interp_puzzles.csv",
     ),
+    "bridge": (
+        *(
+            f"{t}.{ext}"
+            for t in ("accuracy", "stability", "quantization", "bench", "table", "summary")
+            for ext in ("csv", "md")
+        ),
+        *ABLATIONS,
+        "findings.txt",
+        "{report_metric}.png",
+        *(f"{name}.png" for name in ("val_curves", "train_curves", "wire_bytes", "acc_vs_M", "bytes_vs_M", "bench")),
+    ),
 }
 ROW_PER_CELL = {
     "ska_lm": "table.csv",
@@ -330,6 +379,7 @@ ROW_PER_CELL = {
     "ska_text_diffusion": "table.csv",
     "poh_injection": "table.csv",
     "ebm_sudoku": "table.csv",
+    "bridge": "table.csv",
 }
 
 
