@@ -23,8 +23,14 @@ from __future__ import annotations
 import json
 
 from pipeline.spec import Context, StageSpec
+from pipeline.views import Views
 from stages.bridge.evaluate import CONTROLS, MODES
 
+# the plots `dvc plots show` draws (pipeline.views)
+VIEWS = Views(
+    images=("{report_metric}.png", "wire_bytes.png", "val_curves.png", "train_curves.png", "bench.png"),
+    bars=(("summary.csv", "cell", "{report_metric}"),),
+)
 SPEC = StageSpec(
     name="report",
     reads=("report_metric", "report_replicates", "report_reference"),
