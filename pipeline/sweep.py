@@ -8,7 +8,8 @@ the same node twice) and logs the cell's params as the run's config and its per-
 metrics, each as ``STAGE/KEY`` (``metric_key``), offline unless WANDB_MODE says otherwise.
 
 The sweep's metric is the study's ``report_metric`` as that command logs it: under the last
-per-cell stage, the one that scores the test split (reports give test). Its goal is the
+per-cell stage that declares it in its SPEC's ``metrics`` (the one that scores the test split:
+reports give test), else under the last per-cell stage. Its goal is the
 study's ``report_goal``, else the direction its report ranks the metric by.
 """
 
@@ -59,7 +60,8 @@ def target(
                 f"optimise; name one with --metric STAGE/KEY (a metric `ablate cell` logs, STAGE one of "
                 f"{', '.join(stages)}) and --goal",
             )
-        metric = metric_key(stages[-1], key)
+        declaring = [s for s in stages if key in plan.stages[study.kind][s][1].metrics]
+        metric = metric_key((declaring or stages)[-1], key)
     else:
         stage, _, key = metric.partition("/")
         if stage not in stages or not key:
