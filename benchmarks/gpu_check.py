@@ -73,6 +73,11 @@ QUICK = {
     "poh_scaling": {"d_model": 16, "n_heads": 2, "maze_n": 4, "d_ff": 32, "depth": 1, "R": 2, "T": 2, "batch_size": 8},
     "ebm_sudoku": {"model_size": "cpu_small", "precision": "fp32", "batch_size": 4},
     "ebm_interp": {"model_size": "cpu_small", "precision": "fp32", "batch_size": 4},
+    "bridge": {
+        **dict.fromkeys(("lm_a_d_model", "lm_b_d_model", "translator_width"), 16),
+        **{"lm_layers": 1, "lm_heads": 2, "lm_steps": 2, "n_soft_tokens": 4, "translator_depth": 1},
+        **{"translator_heads": 2, "batch_size": 4, "eval_batch_size": 8, "max_new": 4, "warmup": 1},
+    },
 }
 N_EVAL = 32  # val and test examples the data cut keeps
 
@@ -218,6 +223,13 @@ def offline_data(p: dict, default: dict) -> list[str]:
         swaps.append(("corpus", ("corpus", "corpus_dir"), "the check fetches no hub data"))
     if p.get("image_source") == "cifar10":
         swaps.append(("image_source", ("image_source",), "the check fetches no hub data"))
+    if p.get("data_source") == "hub":
+        keys = ("data_source", "gsm8k_file", "hotpotqa_file")
+        swaps.append(("data_source", keys, "the check fetches no hub data"))
+    if p.get("lm_source") == "hub":  # the translator keeps its paper shape; the LMs are the tiny offline pair
+        keys = ("lm_source", "lm_a_name", "lm_b_name", "lm_a_tokenizer", "lm_b_tokenizer", "lm_max_len", "lm_lr")
+        keys += ("lm_a_d_model", "lm_b_d_model", "lm_layers", "lm_heads", "lm_steps", "lm_batch_size")
+        swaps.append(("lm_source", keys, "no hub-model loader here"))
     if p.get("sudoku_source") == "csv" and not all((ROOT / p[k]).is_file() for k in ("sudoku_csv", "sudoku_test_csv")):
         keys = ("sudoku_source", "sudoku_csv", "sudoku_test_csv", "max_givens", "target_givens")
         swaps.append(("sudoku_source", keys, "its CSV files are absent"))
@@ -236,6 +248,8 @@ def cut_data(p: dict) -> None:
             p[key] = N_EVAL
     if "n_train" in p:
         p["n_train"] = max(b, min(p["n_train"], 4 * b))
+    if "n_per_task" in p:  # bridge: generated or loaded per task, then split three ways
+        p["n_per_task"] = 4 * b + 2 * N_EVAL
     for key in ("n_puzzles", "n_mazes"):  # split into train, val and test: two batches of train
         if key in p:
             p[key] = 2 * b + 2 * N_EVAL
@@ -245,8 +259,9 @@ def cut_data(p: dict) -> None:
 
 def check_params(study: str, cell_params: dict, default: dict, quick: bool, steps: int) -> tuple[dict, list[str]]:
     """The paper cell's params for a short run: toy shapes (quick), offline data, cut data, few steps."""
-    p = dict(cell_params) | (QUICK[study] if quick else {})
+    p = dict(cell_params)
     notes = offline_data(p, default)
+    p |= QUICK[study] if quick else {}  # after the swap: the toy shapes hold for the swapped-in parts too
     cut_data(p)
     p["steps"] = steps
     if "report_reference" in p:  # the one cell planned here is the study's base

@@ -82,7 +82,8 @@ def run(ctx: Context) -> dict:
         return score(preds, val_ex)["acc"]
 
     result = train_translator(bridge, train_pairs, val_fn, cfg)
-    losses = [{"step": i + 1, "loss": v} for i, v in enumerate(result.losses)]
+    steps = zip(result.losses, result.times, strict=True)
+    losses = [{"step": i + 1, "loss": v, "time_s": t} for i, (v, t) in enumerate(steps)]
     save_trained(ctx.out, translator, {"translator": config}, losses)
     (ctx.out / "val_history.json").write_text(json.dumps(result.history))
     return {

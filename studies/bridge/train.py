@@ -16,6 +16,7 @@ must score the validation split: selection never sees test.
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -52,6 +53,7 @@ class TrainResult:
 
     history: list[dict] = field(default_factory=list)  # per evaluation: step, train_loss, val_acc
     losses: list[float] = field(default_factory=list)  # per step
+    times: list[float] = field(default_factory=list)  # per step: seconds since training began, at its end
     peak: float = 0.0
     last: float = 0.0
     final: float = 0.0
@@ -112,6 +114,7 @@ def train_translator(
     result = TrainResult()
     best_state, bad_evals, window = None, 0, []
     order: list[int] = []
+    t0 = time.perf_counter()
     for step in range(cfg.steps):
         translator.train()
         idx = []
@@ -133,6 +136,7 @@ def train_translator(
             nn.utils.clip_grad_norm_(translator.parameters(), cfg.grad_clip)
         opt.step()
         result.losses.append(loss.item())
+        result.times.append(time.perf_counter() - t0)
         window.append(loss.item())
         if (step + 1) % cfg.eval_every and step + 1 != cfg.steps:
             continue

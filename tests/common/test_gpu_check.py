@@ -31,6 +31,7 @@ TRAIN_STUDIES = (  # every study of configs/paper.yaml with a train stage
     "poh_scaling",
     "ebm_sudoku",
     "ebm_interp",
+    "bridge",
 )
 QUICK_ROWS = {
     *(("attention", f"L={L} {b} bf16") for L in (64, 128) for b in ("triton", "python", "sdpa")),
@@ -91,6 +92,7 @@ def test_quick_train_rows_name_the_offline_data_they_used(quick):
     assert "corpus pydoc, not the paper's wikitext103" in rows["ska_lm"]
     assert "image_source procedural, not the paper's cifar10" in rows["ska_vit"]
     assert "sudoku_source generated, not the paper's csv" in rows["poh_injection"]
+    assert "lm_source tiny, not the paper's hub (no hub-model loader here)" in rows["bridge"]
     assert "not the paper's" not in rows["poh_scaling"]  # mazes are generated in the paper config too
 
 
