@@ -13,6 +13,7 @@ import json
 from pipeline.spec import Context, StageSpec
 from stages.common.images import load_split
 from stages.common.trained import final_loss, save_trained
+from stages.ska.ska_keys import INLINE_BANK_KEYS
 
 MODEL_KEYS = (
     "attention",
@@ -21,33 +22,9 @@ MODEL_KEYS = (
     "n_heads",
     "patch",
     "T",
-    "window",
-    "stride",
-    "minhash_k",
-    "router_topk",
-    "adapter_rank",
-    "score_mode",
-    "gamma",
-    "beta",
-    "hash_seed",
-    "backend",
+    *INLINE_BANK_KEYS,
 )
 TRAIN_KEYS = ("steps", "batch_size", "lr", "warmup_steps", "train_seed", "eval_every")
-
-# Set attention's own keys: an SDPA cell leaves them out of its params, so editing one retrains
-# no SDPA cell (its local mixer, when it has one, is a width-3 conv: no window).
-SKA_KEYS = (
-    "window",
-    "stride",
-    "minhash_k",
-    "router_topk",
-    "adapter_rank",
-    "score_mode",
-    "gamma",
-    "beta",
-    "hash_seed",
-    "backend",
-)
 
 SPEC = StageSpec(
     name="train",
@@ -74,7 +51,7 @@ SPEC = StageSpec(
         "window <= the (32 / patch)^2 patches of an image": lambda window, patch: window <= (32 // patch) ** 2,
     },
     gpus=1,
-    applies=dict.fromkeys(SKA_KEYS, lambda attention: attention == "ska"),
+    applies=dict.fromkeys(INLINE_BANK_KEYS, lambda attention: attention == "ska"),
 )
 
 

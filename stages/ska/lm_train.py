@@ -10,6 +10,12 @@ import json
 
 from pipeline.spec import Context, StageSpec
 from stages.common.trained import final_loss, save_trained
+from stages.ska.ska_keys import SET_KEYS
+
+# What only set attention uses: the shared set keys and the LM kernel's own. An SDPA (or
+# attention-free) cell leaves them out of its params, so editing one retrains no such cell.
+# ``window`` is not among them: it is also the causal conv's width (studies.ska.model).
+SKA_KEYS = (*SET_KEYS, "tau", "eta", "gate_init", "backend", "precision")
 
 MODEL_KEYS = (
     "seq_len",
@@ -21,18 +27,7 @@ MODEL_KEYS = (
     "attention",
     "mixer",
     "window",
-    "stride",
-    "minhash_k",
-    "router_topk",
-    "adapter_rank",
-    "score_mode",
-    "gamma",
-    "beta",
-    "tau",
-    "eta",
-    "gate_init",
-    "backend",
-    "precision",
+    *SKA_KEYS,
 )
 TRAIN_KEYS = (
     "steps",
@@ -44,23 +39,6 @@ TRAIN_KEYS = (
     "train_seed",
     "eval_every",
     "val_seqs",
-)
-
-# What only set attention uses: an SDPA (or attention-free) cell leaves them out of its params, so
-# editing one retrains no such cell. ``window`` is also the causal conv's width (studies.ska.model).
-SKA_KEYS = (
-    "stride",
-    "minhash_k",
-    "router_topk",
-    "adapter_rank",
-    "score_mode",
-    "gamma",
-    "beta",
-    "tau",
-    "eta",
-    "gate_init",
-    "backend",
-    "precision",
 )
 
 
@@ -133,6 +111,22 @@ def build_model(ctx: Context, config: dict | None = None):
     return CausalLM(LMConfig(**config)), config
 
 
+def loop_of(p: dict):
+    """The training loop's settings from a cell's TRAIN_KEYS (ska_lm's and ska_setrecall's train)."""
+    from studies.train_loop import loop_config
+
+    return loop_config(
+        steps=p["steps"],
+        warmup_steps=p["warmup_steps"],
+        batch_size=p["batch_size"],
+        lr=p["lr"],
+        weight_decay=p["weight_decay"],
+        grad_clip=p["grad_clip"],
+        eval_every=p["eval_every"],
+        seed=p["train_seed"],
+    )
+
+
 def memory_shape(p):
     """The cell's shape for studies.ska.memory (used by `ablate memory-safe` and the guard)."""
     from studies.ska.memory import Shape
@@ -176,7 +170,6 @@ def run(ctx: Context) -> dict:
     import torch
 
     from studies.ska.train import train_lm
-    from studies.train_loop import loop_config
 
     torch.set_num_threads(ctx.threads)
     p = ctx.params
@@ -185,16 +178,7 @@ def run(ctx: Context) -> dict:
     model.to(ctx.device)
     memory_guard(ctx, config["vocab_size"])
     ska = p["attention"] == "ska"
-    cfg = loop_config(
-        steps=p["steps"],
-        warmup_steps=p["warmup_steps"],
-        batch_size=p["batch_size"],
-        lr=p["lr"],
-        weight_decay=p["weight_decay"],
-        grad_clip=p["grad_clip"],
-        eval_every=p["eval_every"],
-        seed=p["train_seed"],
-    )
+    cfg = loop_of(p)
     val = lm_data(ctx, "val", p["seq_len"], ska).spaced(p["val_seqs"])
     result = train_lm(model, lm_data(ctx, "train", p["seq_len"], ska), cfg, val)
     save_trained(ctx.out, model, config, result.history["train"])

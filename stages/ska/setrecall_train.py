@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pipeline.spec import Context, StageSpec
 from stages.common.trained import final_loss, save_trained
-from stages.ska.lm_train import MODEL_KEYS, TRAIN_KEYS, uses_ska
+from stages.ska.lm_train import MODEL_KEYS, TRAIN_KEYS, loop_of, uses_ska
 from stages.ska.lm_train import SPEC as LM_TRAIN
 
 KEYS = tuple(k for k in MODEL_KEYS if k != "seq_len")
@@ -50,7 +50,6 @@ def run(ctx: Context) -> dict:
 
     from studies.ska.model import CausalLM, LMConfig
     from studies.ska.train import train_lm
-    from studies.train_loop import loop_config
 
     torch.set_num_threads(ctx.threads)
     p = ctx.params
@@ -59,16 +58,7 @@ def run(ctx: Context) -> dict:
     config["seq_len"] = data_cfg["set_size"] * (data_cfg["n_memory"] + 2 * data_cfg["n_queries"]) - 1
     torch.manual_seed(p["train_seed"])  # initial weights
     model = CausalLM(LMConfig(**config)).to(ctx.device)
-    cfg = loop_config(
-        steps=p["steps"],
-        warmup_steps=p["warmup_steps"],
-        batch_size=p["batch_size"],
-        lr=p["lr"],
-        weight_decay=p["weight_decay"],
-        grad_clip=p["grad_clip"],
-        eval_every=p["eval_every"],
-        seed=p["train_seed"],
-    )
+    cfg = loop_of(p)
     hash_seed = p.get("hash_seed")  # None for a cell without sets (no bank)
     val = split_data(ctx, "val", config, hash_seed)[1].spaced(p["val_seqs"])
     result = train_lm(model, split_data(ctx, "train", config, hash_seed)[1], cfg, val)

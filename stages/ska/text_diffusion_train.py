@@ -12,6 +12,7 @@ import json
 
 from pipeline.spec import Context, StageSpec
 from stages.common.trained import final_loss, save_trained
+from stages.ska.ska_keys import INLINE_BANK_KEYS
 
 MODEL_KEYS = (
     "attention",
@@ -22,33 +23,9 @@ MODEL_KEYS = (
     "d_embed",
     "embed_seed",
     "T",
-    "window",
-    "stride",
-    "minhash_k",
-    "router_topk",
-    "adapter_rank",
-    "score_mode",
-    "gamma",
-    "beta",
-    "hash_seed",
-    "backend",
+    *INLINE_BANK_KEYS,
 )
 TRAIN_KEYS = ("steps", "batch_size", "lr", "warmup_steps", "train_seed", "eval_every", "val_seqs", "eval_seed")
-
-# Set attention's own keys: an SDPA cell leaves them out of its params, so editing one retrains
-# no SDPA cell (its local mixer, when it has one, is a width-3 conv: no window).
-SKA_KEYS = (
-    "window",
-    "stride",
-    "minhash_k",
-    "router_topk",
-    "adapter_rank",
-    "score_mode",
-    "gamma",
-    "beta",
-    "hash_seed",
-    "backend",
-)
 
 SPEC = StageSpec(
     name="train",
@@ -74,7 +51,7 @@ SPEC = StageSpec(
         "window <= seq_len (a set is a window of one sequence)": lambda window, seq_len: window <= seq_len,
     },
     gpus=1,
-    applies=dict.fromkeys(SKA_KEYS, lambda attention: attention == "ska"),
+    applies=dict.fromkeys(INLINE_BANK_KEYS, lambda attention: attention == "ska"),
 )
 
 

@@ -13,6 +13,7 @@ import json
 from pipeline.spec import Context, StageSpec
 from stages.common.images import load_split
 from stages.common.trained import final_loss, save_trained
+from stages.ska.ska_keys import INLINE_BANK_KEYS
 
 MODEL_KEYS = (
     "attention",
@@ -22,34 +23,10 @@ MODEL_KEYS = (
     "n_heads",
     "patch",
     "pool",
-    "window",
-    "stride",
-    "minhash_k",
-    "router_topk",
-    "adapter_rank",
-    "score_mode",
-    "gamma",
-    "beta",
-    "hash_seed",
-    "backend",
+    *INLINE_BANK_KEYS,
 )
 TRAIN_KEYS = ("steps", "batch_size", "lr", "warmup_steps", "weight_decay", "train_seed")
 SELECT_KEYS = ("eval_every", "eval_batch_size")  # val top-1 for checkpoint selection
-
-# Set attention's own keys: an SDPA cell leaves them out of its params, so editing one retrains
-# no SDPA cell (its local mixer, when it has one, is a width-3 conv: no window).
-SKA_KEYS = (
-    "window",
-    "stride",
-    "minhash_k",
-    "router_topk",
-    "adapter_rank",
-    "score_mode",
-    "gamma",
-    "beta",
-    "hash_seed",
-    "backend",
-)
 
 SPEC = StageSpec(
     name="train",
@@ -81,7 +58,7 @@ SPEC = StageSpec(
         "window <= the (32 / patch)^2 patches of an image": lambda window, patch: window <= (32 // patch) ** 2,
     },
     gpus=1,
-    applies=dict.fromkeys(SKA_KEYS, lambda attention: attention == "ska"),
+    applies=dict.fromkeys(INLINE_BANK_KEYS, lambda attention: attention == "ska"),
 )
 
 
