@@ -282,21 +282,34 @@ def one_factor_rows(rows: list[dict], base: dict, keys: list[str], metric: str) 
 
 
 def replicate_groups(rows: list[dict], keys: list[str], replicate: str) -> dict[str, list[dict]]:
-    """Cells differing only in ``replicate``, by group label.
+    """Cells differing only in ``replicate``, by group label, named cells first in each group.
 
-    Named cells group by their params too (``sdpa`` and ``sdpa_seed1`` form one group, named
-    after the shortest name); grid groups are named by their slug without the replicate part.
+    Grid and named cells group by their params alike: a named cell that repeats a grid cell's
+    params (``ska``, ``ska_seed1`` and the grid's base corner) joins its group, so the base is
+    one group, not two. Cells equal in ``replicate`` too are one run planned twice (the same
+    fingerprint): counted once, the named cell's row kept, its ``named`` false when the other
+    is a grid cell (the group stays a point of the grid). A group with a named cell is named
+    after its shortest (``sdpa`` for ``sdpa`` and ``sdpa_seed1``); a grid group by its slug
+    without the replicate part.
     """
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["named"], *(r[k] for k in keys if k != replicate)), []).append(r)
+        groups.setdefault(tuple(r[k] for k in keys if k != replicate), []).append(r)
     out = {}
     for members in groups.values():
-        if members[0]["named"]:
-            label = min((m["cell"] for m in members), key=len)
+        named = [m["cell"] for m in members if m["named"]]
+        if named:
+            label = min(named, key=len)
         else:
             label = ",".join(p for p in members[0]["cell"].split(",") if not p.startswith(f"{replicate}="))
-        out[label] = members
+        runs: dict[tuple, dict] = {}
+        for m in sorted(members, key=lambda m: not m["named"]):
+            run = tuple(m.get(k) for k in keys)  # a row may lack the replicate (compare_with_reference)
+            if run in runs:
+                runs[run] = runs[run] | {"named": runs[run]["named"] and m["named"]}
+            else:
+                runs[run] = m
+        out[label] = list(runs.values())
     return out
 
 
@@ -322,7 +335,9 @@ def replicate_summary(
     out = []
     for label, members in replicate_groups(rows, keys, replicate).items():
         first = members[0]
-        row = {"cell": label, "named": first["named"], **{k: first[k] for k in keys if k != replicate}}
+        # a group holding a grid cell is a point of the grid (facet_plot draws it there), named or not
+        named = all(m["named"] for m in members)
+        row = {"cell": label, "named": named, **{k: first[k] for k in keys if k != replicate}}
         row["n"] = len(members)
         for m in metrics:  # a metric some cells lack (SKA-only diagnostics): None for them
             values = pl.Series([r[m] for r in members if r.get(m) is not None], dtype=pl.Float64)

@@ -53,10 +53,11 @@ NO_BEST = {FLOOR: None}  # a floor: never marked as the best perplexity
 
 
 def best_lr_rows(summary: list[dict], factors: list[str], select: str = "val_loss") -> list[dict]:
-    """Per group of named summary rows differing only in ``lr`` (and tried at more than one),
-    the row with the lowest mean ``select``, with ``lrs_tried``; [] when no group has two lrs."""
+    """Per group of summary rows differing only in ``lr`` (and tried at more than one), the row
+    with the lowest mean ``select``, with ``lrs_tried``; [] when no group has two lrs. Grid rows
+    count: the base corner is the ``ska`` group (replicate_groups), the ska lr cells' reference."""
     groups: dict[tuple, list[dict]] = {}
-    for row in (r for r in summary if r["named"]):
+    for row in summary:
         groups.setdefault(tuple(row[k] for k in factors if k != "lr"), []).append(row)
     return [
         {**min(rows, key=lambda r: r[select]), "lrs_tried": ", ".join(f"{r['lr']:g}" for r in rows)}

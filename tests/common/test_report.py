@@ -169,6 +169,48 @@ def test_compare_with_reference_names_the_reference_and_pairs_by_seed():
         compare_with_reference(summary, rows, keys, "seed", "ppl", {**BASE, "attention": "flash"})
 
 
+def test_a_named_cell_with_the_grid_base_params_is_one_group_and_the_reference():
+    rows = [
+        _row("k=64,seed=0", seed=0, ppl=100.0),  # the grid's base corner, seed 0 ...
+        _row("ska", named=True, seed=0, ppl=100.0),  # ... planned again as the named cell: one run
+        _row("ska_seed1", named=True, seed=1, ppl=102.0),
+        _row("ska_seed2", named=True, seed=2, ppl=104.0),
+        _row("k=32,seed=0", k=32, seed=0, ppl=110.0),
+        *(_row(f"sdpa{s}", named=True, attention="sdpa", seed=s, ppl=p) for s, p in enumerate((90.0, 91.0, 92.0))),
+    ]
+    keys = [*BASE, "seed"]
+    summary = replicate_summary(rows, keys, "seed", ["ppl"])
+    by_cell = {r["cell"]: r for r in summary}
+    assert set(by_cell) == {"ska", "k=32", "sdpa0"}  # the base once, under the named cell's name
+    ska = by_cell["ska"]
+    assert ska["n"] == 3 and ska["ppl"] == 102.0 and ska["ppl_sd"] == 2.0  # seed 0 counted once
+    assert ska["named"] is False  # a grid point still: facet_plot draws it on its line
+    for reference in (BASE, {**BASE, "seed": 0}):  # report_reference: base, or the named ska cell
+        out = {r["cell"]: r for r in compare_with_reference(summary, rows, keys, "seed", "ppl", reference)}
+        assert out["ska"]["finding"] == "ref" and out["k=32"]["vs"] == "ska"
+        assert out["k=32"]["ppl_diff"] == 8.0 and out["k=32"]["ppl_diff_lo"] is None  # n = 1: no CI
+        sdpa = out["sdpa0"]  # per-seed differences -10, -11, -12 against the merged group
+        assert sdpa["ci"] == "paired" and sdpa["ppl_diff"] == pytest.approx(-11.0)
+        assert sdpa["ppl_diff_hi"] == pytest.approx(-11.0 + 4.302653 / math.sqrt(3)) and sdpa["finding"] == "yes"
+    ablations = one_factor_rows(out.values(), BASE, list(BASE), "ppl")
+    assert [(r["factor"], r["cell"], r["n"], r["ppl_change"]) for r in ablations] == [
+        ("attention", "ska", 3, 0.0),
+        ("attention", "sdpa0", 3, pytest.approx(-11.0)),
+        ("k", "ska", 3, 0.0),
+        ("k", "k=32", 1, 8.0),
+    ]
+
+
+def test_a_grid_seed_the_named_cells_lack_joins_their_group():
+    rows = [
+        _row("k=64,seed=0", seed=0, ppl=100.0),
+        _row("ska_seed1", named=True, seed=1, ppl=102.0),
+        _row("ska_seed2", named=True, seed=2, ppl=104.0),
+    ]
+    (row,) = replicate_summary(rows, [*BASE, "seed"], "seed", ["ppl"])
+    assert (row["cell"], row["n"], row["ppl"], row["named"]) == ("ska_seed1", 3, 102.0, False)
+
+
 def test_one_factor_rows_carry_the_change_ci_and_n():
     rows = [
         *(_row(f"base,seed={s}", seed=s, ppl=p) for s, p in enumerate((100.0, 101.0, 102.0))),

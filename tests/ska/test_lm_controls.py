@@ -80,17 +80,18 @@ def test_setrecall_sdpa_cells_are_within_5_percent_of_its_ska():
 def test_best_lr_keeps_per_architecture_the_lr_with_the_lowest_validation_loss():
     from stages.ska.lm_report import best_lr_rows
 
-    def row(cell, attention, lr, val_loss, named=True, perplexity=0.0):
-        return dict(cell=cell, named=named, attention=attention, lr=lr, val_loss=val_loss, perplexity=perplexity)
+    def row(cell, attention, lr, val_loss, named=True, perplexity=0.0, k=64):
+        return dict(cell=cell, named=named, attention=attention, k=k, lr=lr, val_loss=val_loss, perplexity=perplexity)
 
     summary = [
         row("ska_lr1e-3", "ska", 1e-3, 5.0),
-        row("ska", "ska", 3e-3, 4.8, perplexity=99.0),  # lowest val loss wins, whatever the test metric
+        # the base corner of the grid merged with the named ska cell (replicate_groups): a grid row
+        row("ska", "ska", 3e-3, 4.8, named=False, perplexity=99.0),  # lowest val loss wins, whatever the test metric
         row("ska_lr1e-2", "ska", 1e-2, 4.9, perplexity=1.0),
         row("sdpa_lr1e-3", "sdpa", 1e-3, 4.7),
         row("sdpa", "sdpa", 3e-3, 4.6),
-        row("base", "ska", 3e-3, 1.0, named=False),  # a grid row: not an lr group
+        row("k=32", "ska", 3e-3, 1.0, named=False, k=32),  # another grid point, at one lr: not an lr group
         row("beta_off", "dot", 3e-3, 0.5),  # one lr only: no choice to make
     ]
-    best = best_lr_rows(summary, ["attention", "lr"])
+    best = best_lr_rows(summary, ["attention", "k", "lr"])
     assert [(r["cell"], r["lrs_tried"]) for r in best] == [("ska", "0.001, 0.003, 0.01"), ("sdpa", "0.001, 0.003")]
