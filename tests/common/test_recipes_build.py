@@ -37,6 +37,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -74,8 +75,9 @@ SHRINK: dict[str, dict] = {
             "router_topk": [0],
             "adapter_rank": [0],
         },
-        # plus SDPA+conv at two learning rates: the best_lr table's group
-        "cells": ("sdpa", "sdpa_seed1", "sdpa_conv", "sdpa_conv_lr1e-3"),
+        # plus SDPA+conv at two learning rates: the best_lr table's group; and ska, the base cell
+        # again by name, with a second seed: one replicate group with the grid's base cell
+        "cells": ("sdpa", "sdpa_seed1", "sdpa_conv", "sdpa_conv_lr1e-3", "ska", "ska_seed1"),
     },
     "ska_setrecall": {
         "params": {
@@ -648,9 +650,14 @@ def test_study_builds_end_to_end_with_tiny_params(study, built):
     if "ablations.csv" in REPORT_FILES[kind]:  # each factor against the base cell, which is there
         with open(out / "ablations.csv") as f:
             rows = list(csv.DictReader(f))
-        assert any(r["is_base"] == "true" for r in rows), f"{report.label}: no base row in ablations.csv"
+        bases = Counter(r["factor"] for r in rows if r["is_base"] == "true")
+        assert bases and set(bases.values()) == {1}, f"{report.label}: base rows per factor {dict(bases)}"
         changes = [float(r[f"{p['report_metric']}_change"]) for r in rows]
         assert all(map(math.isfinite, changes)), f"{report.label}: ablations.csv changes {changes}"
+    if kind == "ska_lm":  # the grid's base cell and ska (seeds 0, 1): one group, seed 0 counted once
+        with open(out / "summary.csv") as f:
+            n = {r["cell"]: r["n"] for r in csv.DictReader(f)}
+        assert n == {"ska": "2", "sdpa": "2", "sdpa_conv": "1", "sdpa_conv_lr1e-3": "1"}, n
     if kind == "poh_scaling":  # a size with both kinds gets the PoH − baseline deltas
         for row in json.loads((out / "results.json").read_text())["sizes"]:
             assert math.isfinite(row["poh_minus_baseline_acc"]) and math.isfinite(row["poh_minus_baseline_opt"]), row
