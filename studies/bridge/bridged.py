@@ -104,10 +104,16 @@ class Bridge:
             raise ValueError(f"anchor {anchor!r} encodes to no tokens for B")
         self.eos_a, self.eos_b = eos_a, eos_b
 
-    def soft(self, batch: Sequence[Example]) -> torch.Tensor:
-        """Soft tokens (B, M, d_B) from A's last hidden states over A's question tokens."""
+    def a_states(self, batch: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A's last hidden states over A's question tokens (B, T, d_A), right-padded, and their mask."""
         ids, mask = _on(self.lm_a, *pad_right([e.a_question for e in batch]))
         _, hidden = self.lm_a(ids, pad_mask=mask, return_hidden=True)
+        return hidden, mask
+
+    def soft(self, batch: Sequence[Example], states: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Soft tokens (B, M, d_B) from A's states: ``states`` when given (a cache of
+        :meth:`a_states`: A is frozen, so they never change), else computed now."""
+        hidden, mask = self.a_states(batch) if states is None else states
         return self.translator(hidden, mask)
 
     def b_prompt(self, mode: str, batch: Sequence[Example], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

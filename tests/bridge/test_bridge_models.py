@@ -10,7 +10,7 @@ import torch
 
 from studies.bridge.bridged import Bridge, Decoding, Example, derangement, pad_left
 from studies.bridge.lm import TinyLM, ban_repeated_ngrams, generate, penalise_repeats, train_lm
-from studies.bridge.train import TrainConfig, info_nce, info_nce_weight, train_translator
+from studies.bridge.train import StateCache, TrainConfig, info_nce, info_nce_weight, train_translator
 from studies.bridge.translator import Translator
 
 ALPHABET = "abcdefgh="
@@ -223,6 +223,22 @@ def _untrained_bridge() -> tuple[Bridge, list[Example]]:
     bridge = make_bridge(TinyLM(VOCAB_A, 16, 1, 2, 32).eval(), TinyLM(VOCAB_B, 24, 1, 2, 32).eval())
     _open_gates(bridge.translator)
     return bridge, copy_examples(4, seed=3)
+
+
+def test_cached_a_states_give_the_soft_tokens_a_fresh_forward_of_a_gives():
+    bridge, _ = _untrained_bridge()
+    rng = random.Random(4)  # questions of 1-7 tokens: each batch pads them differently
+    questions = ["".join(rng.choice(ALPHABET[:-1]) for _ in range(rng.randint(1, 7))) for _ in range(9)]
+    examples = [Example(tuple(encode_a(q)), tuple(encode_b(q)), (EOS,), (EOS,)) for q in questions]
+    cache = StateCache(bridge, examples, chunk=4)
+    idx = [7, 0, 3, 3, 8]
+    with torch.no_grad():
+        fresh = bridge.soft([examples[i] for i in idx])
+        cached = bridge.soft([examples[i] for i in idx], cache.batch(idx))
+    assert cached.shape == fresh.shape
+    assert torch.allclose(cached, fresh, atol=1e-5)
+    hidden, mask = cache.batch(idx)
+    assert mask.sum(1).tolist() == [len(examples[i].a_question) for i in idx]
 
 
 def test_shuffled_mode_gives_each_example_another_examples_soft_tokens():
