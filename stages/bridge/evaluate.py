@@ -25,9 +25,11 @@ CONTROLS = ("no_bridge", "shuffled")  # what a bridged number must beat by a CI
 
 SPEC = StageSpec(
     name="evaluate",
-    reads=("task", "stability", "max_new", "eval_batch_size"),
+    reads=("task", "stability", "max_new", "a_max_new", "eval_batch_size"),
     needs=("bridge_data", "lms", "train"),
     code=("studies.bridge.bridged", "studies.bridge.scorers", "studies.bridge.train", "stages.bridge.handover"),
+    types={"a_max_new": int},
+    ranges={"a_max_new": ">= 1"},
     metrics=tuple(f"test_{m}_acc" for m in MODES),
     gpus=1,
 )
@@ -40,11 +42,15 @@ def decoding(p):
     return decoding_for(TrainConfig(max_new=p["max_new"], stability=p["stability"]))
 
 
-def mode_answers(bridge, pairs, tok_a, tok_b, dec, batch_size: int) -> dict[str, list[str]]:
-    """Every mode's decoded answers on ``pairs``; a_alone in A's vocabulary, the rest in B's."""
+def mode_answers(bridge, pairs, tok_a, tok_b, dec, a_max_new: int, batch_size: int) -> dict[str, list[str]]:
+    """Every mode's decoded answers on ``pairs``; a_alone in A's vocabulary with its own budget
+    ``a_max_new`` (A's tokens are characters: an answer is several times longer in them), the rest in B's."""
+    from dataclasses import replace
+
     from stages.bridge.handover import answers
 
-    return {m: answers(bridge, pairs, m, dec, tok_a if m == "a_alone" else tok_b, batch_size, 0) for m in MODES}
+    out = {m: answers(bridge, pairs, m, dec, tok_b, batch_size, 0) for m in MODES if m != "a_alone"}
+    return out | {"a_alone": answers(bridge, pairs, "a_alone", replace(dec, max_new=a_max_new), tok_a, batch_size, 0)}
 
 
 def run(ctx: Context) -> dict:
@@ -58,7 +64,8 @@ def run(ctx: Context) -> dict:
     p = ctx.params
     bridge, tok_a, tok_b = load_bridge(ctx, ctx.device)
     test = load_examples(ctx.input("bridge_data"), "test", p["task"])
-    preds = mode_answers(bridge, tokenise(test, tok_a, tok_b), tok_a, tok_b, decoding(p), p["eval_batch_size"])
+    pairs = tokenise(test, tok_a, tok_b)
+    preds = mode_answers(bridge, pairs, tok_a, tok_b, decoding(p), p["a_max_new"], p["eval_batch_size"])
     lines = [
         json.dumps({"question": e.question, "gold": e.gold} | {m: preds[m][i] for m in MODES})
         for i, e in enumerate(test)

@@ -66,6 +66,16 @@ def control_gaps(rows: list[dict], keys: list[str], replicate: str) -> dict[str,
     return out
 
 
+def across_tasks_left_out(summary: list[dict], ctx: Context, metric: str) -> list[dict]:
+    """No difference from the reference for a group of another task: it would subtract SQuAD EM
+    from GSM8K accuracy. Such a group is judged only against its own controls (its verdict)."""
+    from stages.common.report_rows import reference_params
+
+    task = reference_params(ctx, ctx.params["report_reference"])["task"]
+    blank = dict.fromkeys((f"{metric}_diff", f"{metric}_diff_lo", f"{metric}_diff_hi", "ci"))
+    return [r if r["task"] == task else r | blank | {"finding": f"n/a (task {r['task']}, not {task})"} for r in summary]
+
+
 def quantize_rows(ctx: Context, rows: list[dict], keys: list[str], replicate: str) -> list[dict]:
     """One row per (replicate group, wire format): bytes (fixed by the shape) and accuracy after
     dequantization pooled over seeds (mean, s.d., n), its change from fp32 paired by seed."""
@@ -155,7 +165,7 @@ def run(ctx: Context) -> dict:
     )
     fixed = (*FIXED, *(k for k in numeric if k.startswith("wire_") and "_bytes_" in k or k.endswith("_over_text")))
     summary = replicate_summary(rows, keys, replicate, numeric, fixed=fixed)
-    summary = compared(ctx, summary, rows, keys, replicate, metric)
+    summary = across_tasks_left_out(compared(ctx, summary, rows, keys, replicate, metric), ctx, metric)
     gaps = control_gaps(rows, keys, replicate)
     for row in summary:
         row |= gaps[row["cell"]] | {f"{metric}_ci95": ci_half_width(row.get(f"{metric}_sd"), row["n"])}
@@ -247,11 +257,17 @@ def narrative(study: str, summary: list[dict], wire: list[dict], loads: list[dic
     def pct(v) -> str:
         return "--" if v is None else f"{100 * v:.1f} %"
 
+    def ci(lo, hi, n) -> str:
+        """The 95 % CI; a zero-width one means every seed gave the same difference: say so."""
+        if lo is not None and lo == hi:
+            return f"(all {n} seeds equal: no spread to estimate a CI from)"
+        return f"[{pct(lo)}, {pct(hi)}]"
+
     lines = [f"# {study}", "", "## Accuracy (test split, official scorer; mean over seeds)", ""]
     for r in summary:
         gaps = ", ".join(
             f"bridged − {c} {pct(r[f'bridged_minus_{c}'])} "
-            f"[{pct(r[f'bridged_minus_{c}_lo'])}, {pct(r[f'bridged_minus_{c}_hi'])}]"
+            f"{ci(r[f'bridged_minus_{c}_lo'], r[f'bridged_minus_{c}_hi'], r['n'])}"
             for c in CONTROLS
         )
         lines.append(
