@@ -253,3 +253,53 @@ def test_the_verdict_needs_both_controls_beaten_by_a_ci_over_three_seeds():
     # two seeds are never enough for the label, however large the gap
     (two,) = control_gaps(_rows([0.30, 0.32], [0.0, 0.0], [0.0, 0.01]), ["s"], "s").values()
     assert two["verdict"] == NOT_ABOVE
+
+
+def test_findings_say_all_seeds_equal_instead_of_a_zero_width_ci():
+    from stages.bridge.report import narrative
+
+    row = {"cell": "base", "n": 3, "test_bridged_acc": 0.094, "test_text_acc": 0.05, "test_no_bridge_acc": 0.0}
+    row |= {"test_shuffled_acc": 0.05, "test_a_alone_acc": 0.0, "majority_floor_acc": 0.016, "verdict": "v"}
+    row |= {"test_bridged_distinct": 4.0, "n_test": 64}
+    row |= {"bridged_minus_no_bridge": 0.094, "bridged_minus_no_bridge_lo": 0.094, "bridged_minus_no_bridge_hi": 0.094}
+    row |= {"bridged_minus_shuffled": 0.04, "bridged_minus_shuffled_lo": 0.01, "bridged_minus_shuffled_hi": 0.07}
+    text = narrative("bridge", [row], [], [], "test_bridged_acc")
+    assert "bridged − no_bridge 9.4 % (all 3 seeds equal: no spread to estimate a CI from)" in text
+    assert "bridged − shuffled 4.0 % [1.0 %, 7.0 %]" in text
+    assert "[9.4 %, 9.4 %]" not in text
+
+
+def test_a_group_of_another_task_gets_no_difference_from_the_reference():
+    from types import SimpleNamespace
+
+    from stages.bridge.report import across_tasks_left_out
+
+    ctx = SimpleNamespace(params={"report_reference": "base"}, base={"task": "twohop"}, cells={})
+    diff = {"test_bridged_acc_diff": 0.1, "test_bridged_acc_diff_lo": 0.05, "test_bridged_acc_diff_hi": 0.15}
+    rows = [
+        {"cell": "m16", "task": "twohop", **diff, "ci": "paired", "finding": "yes"},
+        {"cell": "arith", "task": "arith", **diff, "ci": "paired", "finding": "yes"},
+    ]
+    same, other = across_tasks_left_out(rows, ctx, "test_bridged_acc")
+    assert same == rows[0]
+    assert other["test_bridged_acc_diff"] is None and other["test_bridged_acc_diff_lo"] is None
+    assert other["finding"] == "n/a (task arith, not twohop)"
+
+
+def test_train_runs_without_the_test_split_and_evaluate_without_val(cell, tmp_path):
+    """train reads train and val only (selection on val); evaluate reads test, and train for the
+    majority-answer floor. Each runs with the split it must not read deleted and gives the
+    numbers it gives with every split present."""
+    import shutil
+
+    data = cell["dirs"]["bridge_data"]
+    for gone in ("test", "val"):
+        shutil.copytree(data, tmp_path / f"no_{gone}")
+        (tmp_path / f"no_{gone}" / f"{gone}.jsonl").unlink()
+    p, lms_dir = cell["params"], cell["dirs"]["lms"]
+    trained = run_stage(train, p, tmp_path / "train", {"bridge_data": tmp_path / "no_test", "lms": lms_dir})
+    assert trained == cell["metrics"]["train"]
+    up = {"bridge_data": tmp_path / "no_val", "lms": lms_dir, "train": cell["dirs"]["train"]}
+    assert run_stage(evaluate, p, tmp_path / "evaluate", up) == cell["metrics"]["evaluate"]
+    with pytest.raises(FileNotFoundError, match="test.jsonl"):  # the deletion is real: evaluate needs test
+        run_stage(evaluate, p, tmp_path / "evaluate_no_test", up | {"bridge_data": tmp_path / "no_test"})
