@@ -1,7 +1,7 @@
 """Training the translator between two frozen LMs, with the stability fixes as one switch.
 
 Loss: B's cross-entropy on the answer tokens given [soft ‖ anchor] (teacher forced). With
-`stability` (STUDIES.md §5, one switch, as in the source's plan):
+`stability` (docs/studies.md, the bridge section; one switch, as in the source's plan):
   - InfoNCE between the mean soft token and the mean of B's embeddings of the question
     (τ 0.07, in-batch negatives, symmetric), weight λ 0.05 from 50 % of warm-up on;
   - early stopping on VALIDATION bridged accuracy (patience 5 evaluations), best state restored;

@@ -1,5 +1,5 @@
 """The translator: M learned queries that read LM A's last hidden states and become M soft
-tokens in LM B's embedding space (STUDIES.md §5).
+tokens in LM B's embedding space (docs/studies.md, the bridge section).
 
 Each block: self-attention among the queries, tanh-gated cross-attention to A's states
 (padding-masked; gate initialised at 0, so at initialisation A contributes nothing and training
