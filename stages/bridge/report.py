@@ -221,7 +221,7 @@ def run(ctx: Context) -> dict:
         title=f"{ctx.study}: payload bytes per soft-token set ({summary[0]['cell']})",
         floors={"question UTF-8 bytes": base_wire[0]["text_bytes_mean"]},
     )
-    series = tuple(f for f in factors if f != "n_soft_tokens") or ("format",)
+    series = tuple(f for f in factors if f != "n_soft_tokens")  # none: one line
     by_m = [r | {"M": r["n_soft_tokens"]} for r in summary]
     line_plot(by_m, "M", metric, series, ctx.out / "acc_vs_M.png", f"{ctx.study}: bridged accuracy vs soft tokens M")
     line_plot(
