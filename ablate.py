@@ -165,30 +165,32 @@ def config_bytes(name: str) -> tuple[bytes, str]:
 def cmd_use(args) -> int:
     """Replace the params file with a config, then regenerate dvc.yaml for its structure, so
     `ablate check` passes after any switch and `ablate use default` restores the start byte for
-    byte. Refuses a config that lacks one of the params file's studies: copying it would
-    silently drop that study from the plan, dvc.yaml and `ablate status` (run a partial config
-    with `--params configs/X.yaml` instead). The replaced file is kept in artifacts/ (ignored)."""
+    byte. A config that names only some of the params file's studies (e.g. bridge_pretrained)
+    is laid over it: those studies replaced, every other one kept as it is (pipeline.overlay),
+    so a switch never drops a study. The replaced file is kept in artifacts/ (ignored)."""
+    from pipeline.overlay import overlay
+
     text, source = config_bytes(args.name)
     target = Path(args.params)
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate = Path(tmp) / "params.yaml"
+        candidate.write_bytes(text)
+        kept = [s for s in study_names(target) if s not in study_names(candidate)]
+        if kept:
+            text = overlay(target.read_text(), text.decode()).encode()
+            candidate.write_bytes(text)
+        if target.read_bytes() != text:
+            plan_mod.build(candidate, recipes())  # validate before touching the params file
     if target.read_bytes() == text:
         print(f"{target.name} already holds {source}")
     else:
-        with tempfile.TemporaryDirectory() as tmp:
-            candidate = Path(tmp) / "params.yaml"
-            candidate.write_bytes(text)
-            missing = [s for s in study_names(target) if s not in study_names(candidate)]
-            if missing:
-                raise ParamsError(
-                    source,
-                    f"lacks {len(missing)} of the studies {target.name} defines: {', '.join(missing)}; "
-                    f"add them to the config (using it would drop them), or plan it alone with --params {source}",
-                )
-            plan_mod.build(candidate, recipes())  # validate before touching the params file
         backup = paths.artifacts_root() / f"{target.name}.bak"
         backup.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(target, backup)
         target.write_bytes(text)
         print(f"{target.name} ← {source} (the file it replaced is kept as {backup})")
+        if kept:
+            print(f"  {len(kept)} studies it does not name kept as they were: {', '.join(kept)}")
     if _is_projects_params(args):
         plan, dvc_yaml = _plan(args), project.root() / "dvc.yaml"
         if not dvcgen.is_current(plan, dvc_yaml):
@@ -476,7 +478,8 @@ def parser() -> argparse.ArgumentParser:
         cmd_use,
         "Switch params.yaml to a config from configs/ (e.g. `ablate use paper`) or back to the committed "
         "one (`ablate use default`), and regenerate dvc.yaml to match; the replaced file is kept as "
-        "artifacts/params.yaml.bak. Refuses a config that lacks a study params.yaml defines.",
+        "artifacts/params.yaml.bak. A config naming only some studies (`ablate use bridge_pretrained`) "
+        "replaces just those and keeps the others as they are.",
     )
     sp.add_argument("name", help="config name: a file configs/<name>.yaml, or default (params.yaml at git HEAD)")
     add("fingerprints", cmd_fingerprints, "Rewrite the per-node fingerprint files that changed (dvc.yaml runs this).")
