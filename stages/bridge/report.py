@@ -263,6 +263,12 @@ def narrative(study: str, summary: list[dict], wire: list[dict], loads: list[dic
             return f"(all {n} seeds equal: no spread to estimate a CI from)"
         return f"[{pct(lo)}, {pct(hi)}]"
 
+    def below_floor(r) -> str:
+        """Beating the controls is not enough where always giving the commonest answer does better."""
+        if r[metric] > r["majority_floor_acc"]:
+            return ""
+        return f", but **not above the majority-answer floor** ({pct(r['majority_floor_acc'])}): no working bridge"
+
     lines = [f"# {study}", "", "## Accuracy (test split, official scorer; mean over seeds)", ""]
     for r in summary:
         gaps = ", ".join(
@@ -274,7 +280,7 @@ def narrative(study: str, summary: list[dict], wire: list[dict], loads: list[dic
             f"- {r['cell']} (n={r['n']}): bridged {pct(r[metric])}; text {pct(r['test_text_acc'])}, no_bridge "
             f"{pct(r['test_no_bridge_acc'])}, shuffled {pct(r['test_shuffled_acc'])}, "
             f"A alone {pct(r['test_a_alone_acc'])}; majority-answer floor {pct(r['majority_floor_acc'])}; "
-            f"{gaps}: **{r['verdict']}**. Bridged mode gave {r['test_bridged_distinct']:.1f} distinct answers "
+            f"{gaps}: **{r['verdict']}**{below_floor(r)}. Bridged mode gave {r['test_bridged_distinct']:.1f} distinct answers "
             f"(mean over seeds) to {r['n_test']:.0f} test questions."
         )
     if all(r["verdict"] == NOT_ABOVE for r in summary):

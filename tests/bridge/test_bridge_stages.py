@@ -267,6 +267,10 @@ def test_findings_say_all_seeds_equal_instead_of_a_zero_width_ci():
     assert "bridged − no_bridge 9.4 % (all 3 seeds equal: no spread to estimate a CI from)" in text
     assert "bridged − shuffled 4.0 % [1.0 %, 7.0 %]" in text
     assert "[9.4 %, 9.4 %]" not in text
+    assert "majority-answer floor**" not in text  # 9.4 % is above the 1.6 % floor
+    row |= {"majority_floor_acc": 0.109}
+    below = narrative("bridge", [row], [], [], "test_bridged_acc")
+    assert "**v**, but **not above the majority-answer floor** (10.9 %): no working bridge." in below
 
 
 def test_a_group_of_another_task_gets_no_difference_from_the_reference():
