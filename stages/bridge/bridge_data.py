@@ -28,11 +28,10 @@ GGUF = {"a": lambda lm_a_tokenizer: lm_a_tokenizer == "gguf", "b": lambda lm_b_t
 
 def _files(p) -> list[Path]:
     """The dataset files and GGUF tokenizers' model files whose bytes define the data (hashed into the fingerprint)."""
-    from stages.bridge.handover import gguf_path, require_gguf_libraries
+    from stages.bridge.handover import gguf_files
 
-    files = [gguf_path(p, side) for side in "ab" if p[f"lm_{side}_tokenizer"] == "gguf"]
-    if files:
-        require_gguf_libraries("lm_a_tokenizer" if p["lm_a_tokenizer"] == "gguf" else "lm_b_tokenizer")
+    sides = "".join(side for side in "ab" if p[f"lm_{side}_tokenizer"] == "gguf")
+    files = gguf_files(p, sides, f"lm_{sides[:1] or 'a'}_tokenizer")
     if p["data_source"] != "files":
         return files
     for key, what in (("gsm8k_file", "GSM8K jsonl (question, answer)"), ("hotpotqa_file", "HotpotQA json list")):

